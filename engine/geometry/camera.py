@@ -1,0 +1,113 @@
+"""The one camera convention: four orthographic views around the vertical axis.
+
+Everything that turns 3D into pixels or pixels into 3D imports this module: the sample renderer,
+the visual-hull teacher, the mesh student's vertex projection and the viewers.
+
+World frame
+    Right-handed, **+Y up**. Meshes are normalised first (``engine.geometry.normalise``: bounding-box
+    centre at the origin, longest side 1), so every shape lies inside the cube [-0.5, 0.5]^3.
+    A shoe's toe points to **+Z** (its "front"), its sole rests towards -Y.
+
+Views (order and names as hy3dgen's multiview processor uses them)
+    ======  =====  =========================  =========================================
+    index   name   azimuth (deg, about +Y)    camera sits on
+    ======  =====  =========================  =========================================
+    0       front    0                        +Z  (looks at the toe)
+    1       left    90                        +X  (sees the shoe's left side)
+    2       back   180                        -Z  (looks at the heel)
+    3       right  270                        -X
+    ======  =====  =========================  =========================================
+
+    A camera at azimuth ``a`` sits at direction ``(sin a, 0, cos a)`` and looks towards the origin
+    along ``forward = -(sin a, 0, cos a)``. Image right is ``forward x up`` and image up is +Y.
+
+Projection
+    Orthographic. A square image of side ``ORTHO_EXTENT`` world units (1.2: the unit cube plus a 10 %
+    margin on each side) maps to ``IMAGE_SIZE`` x ``IMAGE_SIZE`` pixels (256). Normalised device
+    coordinates (NDC) are in [-1, 1] with x to the right and **y downwards**, exactly what
+    ``torch.nn.functional.grid_sample(align_corners=False)`` expects; pixel centres are at
+    ``(i + 0.5)`` in pixel units.
+
+The functions work on NumPy arrays and on torch tensors alike (they use only ``@`` and slicing), so
+the student's projection stays differentiable.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+VIEW_NAMES: tuple[str, ...] = ("front", "left", "back", "right")
+AZIMUTHS_DEG: dict[str, float] = {"front": 0.0, "left": 90.0, "back": 180.0, "right": 270.0}
+UP = np.array([0.0, 1.0, 0.0])
+ORTHO_EXTENT = 1.2  # world units covered by the image side
+IMAGE_SIZE = 256  # pixels, square RGBA views
+
+
+def view_index(name: str) -> int:
+    """Index of a view name in ``VIEW_NAMES`` (front=0, left=1, back=2, right=3)."""
+    if name not in AZIMUTHS_DEG:
+        raise ValueError(f"unknown view {name!r}; expected one of {', '.join(VIEW_NAMES)}")
+    return VIEW_NAMES.index(name)
+
+
+def camera_axes(name: str) -> np.ndarray:
+    """Rows ``(right, up, forward)`` of the camera for view ``name``; shape (3, 3), float64.
+
+    ``forward`` points from the camera towards the origin; ``right = forward x up``.
+    """
+    view_index(name)  # validates the name
+    a = math.radians(AZIMUTHS_DEG[name])
+    forward = -np.array([math.sin(a), 0.0, math.cos(a)])
+    right = np.cross(forward, UP)
+    return np.stack([right, UP, forward])  # (3, 3)
+
+
+def project_ndc(points, name: str):
+    """Orthographic projection of world points into view ``name``.
+
+    points: (..., 3) array or tensor. Returns (..., 2) NDC ``(x right, y down)`` in [-1, 1] for points
+    inside the view, same type as the input (a torch tensor keeps its gradient).
+    """
+    axes = camera_axes(name)
+    scale = 2.0 / ORTHO_EXTENT
+    r, u = axes[0], axes[1]
+    if not isinstance(points, np.ndarray):  # torch tensor
+        import torch
+
+        r = torch.as_tensor(r, dtype=points.dtype, device=points.device)
+        u = torch.as_tensor(u, dtype=points.dtype, device=points.device)
+        return torch.stack([(points @ r) * scale, -(points @ u) * scale], dim=-1)
+    return np.stack([(points @ r) * scale, -(points @ u) * scale], axis=-1)
+
+
+def depth(points, name: str):
+    """Signed distance along the camera's forward axis (larger = farther); (..., 3) -> (...)."""
+    fwd = camera_axes(name)[2]
+    if not isinstance(points, np.ndarray):
+        import torch
+
+        fwd = torch.as_tensor(fwd, dtype=points.dtype, device=points.device)
+    return points @ fwd
+
+
+def ndc_to_pixel(ndc: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """NDC (..., 2) in [-1, 1] -> continuous pixel coordinates (..., 2) ``(col, row)`` in [0, size]."""
+    return (np.asarray(ndc) + 1.0) * 0.5 * size
+
+
+def pixel_rays(name: str, size: int = IMAGE_SIZE, distance: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """One ray per pixel centre for view ``name``, row-major from the top-left pixel.
+
+    Returns ``(origins, directions)``, each (size*size, 3) float64. Origins lie ``distance`` units
+    behind the image plane through the origin, so they start outside the unit cube.
+    """
+    right, up, forward = camera_axes(name)
+    centres = (np.arange(size) + 0.5) / size * 2.0 - 1.0  # NDC of pixel centres
+    half = ORTHO_EXTENT / 2.0
+    xs = centres * half  # image right, world units
+    ys = -centres * half  # rows go down, world up goes up
+    gx, gy = np.meshgrid(xs, ys)  # (size, size): row index = y
+    origins = gx.reshape(-1, 1) * right + gy.reshape(-1, 1) * up - distance * forward
+    directions = np.broadcast_to(forward, origins.shape).copy()
+    return origins, directions

@@ -1,0 +1,297 @@
+"""Background job runner: every long task (cache build, training, export, sample build) runs here.
+
+A job is a plain function ``fn(ctx, **kwargs)``. It reports through its ``JobContext``:
+
+    ctx.progress(fraction, message)   0..1, shown as a progress bar
+    ctx.log(text)                     appended to the log tail (and the run's log.txt)
+    ctx.metric({...})                 one history record (and one line of the run's history.jsonl)
+    ctx.cancelled()                   True once cancel was asked: return at the next step
+    ctx.check_cancelled()             raises ``JobCancelled`` instead
+    ctx.run_dir                       the run folder (``None`` for jobs submitted without a run)
+
+Lanes: each device lane (``cpu``, ``cuda``) has one worker thread, so one heavy job runs per lane at
+a time and the others wait in submission order. A job that raises is marked ``failed`` with its
+message and traceback; the worker carries on with the next job. Engine functions that can run as a
+job take ``ctx`` as their first argument and accept ``NULL_CONTEXT`` when called directly.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import runs
+
+LANES = ("cpu", "cuda")
+LOG_TAIL = 500
+
+
+class JobCancelled(Exception):
+    """Raised by ``ctx.check_cancelled()``; the runner records the job as cancelled, not failed."""
+
+
+class JobContext:
+    """What a running job sees. Thread-safe; cheap to call every step."""
+
+    def __init__(self, job: "Job | None" = None):
+        self._job = job
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self._job.run_dir if self._job else None
+
+    @property
+    def job_id(self) -> str | None:
+        return self._job.id if self._job else None
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self._job:
+            self._job._set_progress(fraction, message)
+
+    def log(self, text: str) -> None:
+        if self._job:
+            self._job._log(text)
+
+    def metric(self, record: dict[str, Any]) -> None:
+        if self._job:
+            self._job._metric(record)
+
+    def cancelled(self) -> bool:
+        return bool(self._job and self._job._cancel.is_set())
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelled("cancelled by the user")
+
+
+NULL_CONTEXT = JobContext(None)  # for engine functions called outside the runner
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    kind: str
+    lane: str
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any]
+    run_dir: Path | None
+    state: str = "queued"
+    progress: float = 0.0
+    message: str = "queued"
+    error: str | None = None
+    traceback: str | None = None
+    result: Any = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    logs: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LOG_TAIL))
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _last_status_write: float = 0.0
+
+    # -- called from the job's thread through JobContext -------------------------------------
+    def _set_progress(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self.progress = min(max(float(fraction), 0.0), 1.0)
+            if message:
+                self.message = message
+        now = time.monotonic()
+        if self.run_dir and now - self._last_status_write > 0.5:  # throttle disk writes
+            self._last_status_write = now
+            runs.write_status(self.run_dir, progress=self.progress, message=self.message)
+
+    def _log(self, text: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        with self._lock:
+            self.logs.append(line)
+        if self.run_dir:
+            runs.append_log(self.run_dir, line)
+
+    def _metric(self, record: dict[str, Any]) -> None:
+        record = {"time": round(time.time(), 3), **record}
+        with self._lock:
+            self.metrics.append(record)
+        if self.run_dir:
+            runs.append_history(self.run_dir, record)
+
+    # -- readers -----------------------------------------------------------------------------
+    def snapshot(self, metrics_since: int = 0) -> dict[str, Any]:
+        """A consistent copy for the UI: state, progress, message, error, metrics[since:], log tail."""
+        with self._lock:
+            return {
+                "id": self.id, "name": self.name, "kind": self.kind, "lane": self.lane,
+                "state": self.state, "progress": self.progress, "message": self.message,
+                "error": self.error, "traceback": self.traceback,
+                "created": self.created, "started": self.started, "finished": self.finished,
+                "metrics": list(self.metrics[metrics_since:]), "n_metrics": len(self.metrics),
+                "log": list(self.logs),
+                "run_dir": str(self.run_dir) if self.run_dir else None,
+            }
+
+
+class JobRunner:
+    """One worker thread per lane; jobs run one at a time per lane in submission order."""
+
+    def __init__(self, runs_root: Path | None = None):
+        self._runs_root = runs_root
+        self._jobs: dict[str, Job] = {}
+        self._queues: dict[str, queue.Queue] = {lane: queue.Queue() for lane in LANES}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._counter = itertools.count(1)
+
+    # -- submitting --------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], *, kind: str, name: str | None = None, lane: str = "cpu",
+               config: dict[str, Any] | None = None, with_run: bool = True, run_dir: Path | None = None,
+               **kwargs: Any) -> str:
+        """Queue ``fn(ctx, **kwargs)`` on ``lane``; returns the job ID (= the run ID when a run is made).
+
+        ``with_run``: create ``runs/<id>/`` holding ``config`` (default: ``kwargs``) and the status.
+        ``run_dir``: continue an existing run folder instead (resume); its ID becomes the job ID.
+        """
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}; expected one of {LANES}")
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            job_id = run_dir.name
+            runs.write_status(run_dir, state="queued", message="queued (resume)", pid=_pid(), finished=None,
+                              error=None)
+        elif with_run:
+            cfg = dict(config if config is not None else _jsonable(kwargs))
+            run_dir = runs.create_run(kind, cfg, root=self._runs_root)
+            job_id = run_dir.name
+        else:
+            job_id = f"{kind}-{next(self._counter)}-{int(time.time())}"
+        job = Job(id=job_id, name=name or kind, kind=kind, lane=lane, fn=fn, kwargs=kwargs, run_dir=run_dir)
+        with self._lock:
+            if job_id in self._jobs and self._jobs[job_id].state in runs.ACTIVE_STATES:
+                raise ValueError(f"job {job_id} is already queued or running")
+            self._jobs[job_id] = job
+            self._ensure_worker(lane)
+        self._queues[lane].put(job)
+        return job_id
+
+    def _ensure_worker(self, lane: str) -> None:
+        thread = self._threads.get(lane)
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=self._work, args=(lane,), name=f"jobs-{lane}", daemon=True)
+            self._threads[lane] = thread
+            thread.start()
+
+    # -- executing ---------------------------------------------------------------------------
+    def _work(self, lane: str) -> None:
+        while True:
+            job = self._queues[lane].get()
+            try:
+                self._execute(job)
+            finally:
+                self._queues[lane].task_done()
+
+    def _execute(self, job: Job) -> None:
+        if job._cancel.is_set():  # cancelled while queued
+            self._finish(job, "cancelled", "cancelled before it started")
+            return
+        with job._lock:
+            job.state, job.started, job.message = "running", time.time(), "running"
+        if job.run_dir:
+            runs.write_status(job.run_dir, state="running", started=job.started, message="running", pid=_pid())
+        try:
+            job.result = job.fn(JobContext(job), **job.kwargs)
+        except JobCancelled:
+            self._finish(job, "cancelled", "cancelled by the user")
+        except BaseException as exc:  # a job must never kill the worker
+            msg = str(exc).strip() or type(exc).__name__
+            with job._lock:
+                job.error, job.traceback = msg, traceback.format_exc()
+            job._log(f"error: {msg}")
+            if job.run_dir:
+                runs.append_log(job.run_dir, job.traceback)
+            self._finish(job, "failed", msg)
+        else:
+            if job._cancel.is_set():
+                self._finish(job, "cancelled", "cancelled by the user")
+            else:
+                self._finish(job, "succeeded", "done", progress=1.0)
+
+    def _finish(self, job: Job, state: str, message: str, progress: float | None = None) -> None:
+        with job._lock:
+            job.state, job.message, job.finished = state, message, time.time()
+            if progress is not None:
+                job.progress = progress
+        if job.run_dir:
+            runs.write_status(job.run_dir, state=state, message=message, finished=job.finished,
+                              progress=job.progress, error=job.error)
+        job._done.set()
+
+    # -- controlling and reading -------------------------------------------------------------
+    def cancel(self, job_id: str) -> bool:
+        """Ask a job to stop at its next check (or never start, if queued). False if unknown/finished."""
+        job = self._jobs.get(job_id)
+        if job is None or job.state not in runs.ACTIVE_STATES:
+            return False
+        job._cancel.set()
+        job._log("cancel requested")
+        return True
+
+    def get(self, job_id: str, metrics_since: int = 0) -> dict[str, Any] | None:
+        job = self._jobs.get(job_id)
+        return job.snapshot(metrics_since) if job else None
+
+    def result(self, job_id: str) -> Any:
+        return self._jobs[job_id].result
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [j.snapshot(metrics_since=10**9) for j in sorted(self._jobs.values(), key=lambda j: j.created)]
+
+    def live_ids(self) -> set[str]:
+        """IDs of jobs this process has queued or running (for ``runs.effective_status``)."""
+        return {j.id for j in self._jobs.values() if j.state in runs.ACTIVE_STATES}
+
+    def active(self, kind: str | None = None) -> list[str]:
+        return [j.id for j in self._jobs.values() if j.state in runs.ACTIVE_STATES and (kind is None or j.kind == kind)]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job ends (or ``timeout`` s pass); returns its snapshot."""
+        self._jobs[job_id]._done.wait(timeout)
+        return self._jobs[job_id].snapshot()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly part of ``kwargs`` for config.json (paths become strings)."""
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            out[key] = value
+        elif isinstance(value, Path):
+            out[key] = str(value)
+        elif isinstance(value, (list, tuple, dict)):
+            out[key] = value
+    return out
+
+
+_default_runner: JobRunner | None = None
+_default_lock = threading.Lock()
+
+
+def default_runner() -> JobRunner:
+    """The process-wide runner the studio uses (created on first use)."""
+    global _default_runner
+    with _default_lock:
+        if _default_runner is None:
+            _default_runner = JobRunner()
+        return _default_runner

@@ -1,0 +1,170 @@
+"""Run folders: ``<runs root>/<run id>/`` holds everything one job leaves behind.
+
+    config.json     the job's settings, written once when the run is created
+    status.json     state, progress, message, error, timestamps, owning pid (rewritten atomically)
+    history.jsonl   one JSON object per logged step / epoch (append-only; a torn last line is skipped)
+    log.txt         the job's log lines
+    ...             checkpoints and artefacts written by the job itself
+
+A run whose status says queued/running but whose process is gone (the studio was killed or
+restarted) is reported as ``interrupted``; nothing is rewritten until the run is resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import storage
+from engine.config import UserError, runs_root
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+def new_run_id(kind: str) -> str:
+    """``YYYYmmdd-HHMMSS-<kind>-<4 hex>``: sortable by start time, unique within a process."""
+    safe_kind = re.sub(r"[^A-Za-z0-9_-]", "", kind)[:24] or "job"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_kind}-{secrets.token_hex(2)}"
+
+
+def run_dir(run_id: str, root: Path | None = None) -> Path:
+    """Folder of ``run_id`` under ``root`` (default: the runs root). Rejects IDs like ``../x``."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        raise UserError(f"bad run ID {run_id!r}: use 1-80 characters from A-Z a-z 0-9 _ -")
+    return Path(root or runs_root()) / run_id
+
+
+def create_run(kind: str, config: dict[str, Any], root: Path | None = None, run_id: str | None = None) -> Path:
+    """Make a new run folder with ``config.json`` and a ``queued`` status; returns its path."""
+    run_id = run_id or new_run_id(kind)
+    path = run_dir(run_id, root)
+    path.mkdir(parents=True, exist_ok=False)
+    storage.write_json(path / "config.json", {"kind": kind, **config} if "kind" not in config else config)
+    write_status(path, run_id=run_id, kind=kind, state="queued", progress=0.0, message="queued",
+                 created=time.time(), pid=os.getpid())
+    return path
+
+
+def write_status(path: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``status.json`` (atomic rewrite) and return the new status."""
+    status = storage.read_json(Path(path) / "status.json", default={}) or {}
+    status.update(fields)
+    status["updated"] = time.time()
+    storage.write_json(Path(path) / "status.json", status)
+    return status
+
+
+def append_history(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``history.jsonl`` and flush it to disk."""
+    with open(Path(path) / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def append_log(path: Path, line: str) -> None:
+    """Append one line to ``log.txt``."""
+    with open(Path(path) / "log.txt", "a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """All records of ``history.jsonl``; lines that do not parse (a write cut by a kill) are skipped."""
+    records = []
+    try:
+        with open(Path(path) / "history.jsonl", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return records
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(status: dict[str, Any], live_ids: set[str] | None = None) -> dict[str, Any]:
+    """The status as a reader should see it: an active run whose owner is gone becomes ``interrupted``.
+
+    ``live_ids``: run IDs the calling process is executing right now. A run owned by this very
+    process but absent from ``live_ids`` was left over by an earlier incarnation (a restart).
+    """
+    status = dict(status)
+    if status.get("state") in ACTIVE_STATES:
+        pid = status.get("pid")
+        mine = pid == os.getpid()
+        if (mine and live_ids is not None and status.get("run_id") not in live_ids) or (not mine and not _pid_alive(pid)):
+            status["state"] = "interrupted"
+            status["message"] = "interrupted: the process running it stopped (resume where supported)"
+    return status
+
+
+def summarise(path: Path, live_ids: set[str] | None = None) -> dict[str, Any]:
+    """One row for tables: id, kind, state, started, finished, duration (s), progress, message."""
+    status = effective_status(storage.read_json(path / "status.json", default={}) or {}, live_ids)
+    started = status.get("started") or status.get("created")
+    end = status.get("finished") or (time.time() if status.get("state") == "running" else status.get("updated"))
+    return {
+        "id": path.name,
+        "kind": status.get("kind", "?"),
+        "state": status.get("state", "unknown"),
+        "started": started,
+        "finished": status.get("finished"),
+        "duration": (end - started) if (started and end) else None,
+        "progress": status.get("progress", 0.0),
+        "message": status.get("message", ""),
+    }
+
+
+def list_runs(root: Path | None = None, live_ids: set[str] | None = None) -> list[dict[str, Any]]:
+    """Summaries of every run folder under ``root``, newest first. Folders without a status are skipped."""
+    root = Path(root or runs_root())
+    if not root.is_dir():
+        return []
+    rows = [summarise(p, live_ids) for p in root.iterdir() if p.is_dir() and (p / "status.json").is_file()]
+    return sorted(rows, key=lambda r: (r["started"] or 0, r["id"]), reverse=True)
+
+
+def load_run(run_id: str, root: Path | None = None, live_ids: set[str] | None = None) -> dict[str, Any]:
+    """``{id, path, config, status, history, log}`` of one run; ``UserError`` when it does not exist."""
+    path = run_dir(run_id, root)
+    if not (path / "status.json").is_file():
+        raise UserError(f"no run {run_id!r} in {path.parent}")
+    log_path = path / "log.txt"
+    log = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-200:] if log_path.is_file() else []
+    return {
+        "id": run_id,
+        "path": str(path),
+        "config": storage.read_json(path / "config.json", default={}),
+        "status": effective_status(storage.read_json(path / "status.json", default={}), live_ids),
+        "history": read_history(path),
+        "log": log,
+    }
+
+
+def format_duration(seconds: float | None) -> str:
+    """``73.2`` -> ``'1m 13s'``; ``None`` -> ``''``."""
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")

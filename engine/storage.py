@@ -1,0 +1,84 @@
+"""Atomic writes and safe loads: the only way the engine puts bytes on disk that others read back.
+
+Every write goes to a temporary file in the same folder, is flushed and fsynced, then moved over the
+target with ``os.replace`` — a reader (or a process restarted after SIGKILL) sees the old file or the
+new one, never half of one. Checkpoints and caches are loaded with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _atomic(path, lambda f: f.write(data), "wb")
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return _atomic(path, lambda f: f.write(text.encode("utf-8")), "wb")
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Read JSON; ``default`` when the file is missing or unreadable (never raises for those)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return default
+
+
+def torch_save(path: Path, obj: Any) -> Path:
+    """``torch.save`` atomically. ``obj`` must hold tensors, numbers, strings, lists and dicts only."""
+    import torch
+
+    return _atomic(path, lambda f: torch.save(obj, f), "wb")
+
+
+def torch_load(path: Path, map_location: str = "cpu") -> Any:
+    """``torch.load(..., weights_only=True)``: tensors and plain containers only, no pickled code.
+
+    Raises ``engine.config.UserError`` with the file name when the file is missing, truncated or
+    holds something other than weights.
+    """
+    import pickle
+
+    import torch
+
+    from engine.config import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path.name}: not a readable weights file ({first[:200]})") from None
