@@ -1,0 +1,76 @@
+"""``python -m engine <command> ...``: the headless face of the studio.
+
+Each area registers its own subcommands from a small module in this package (imported here; it must stay
+light — heavy imports happen inside the handlers). A handler returns an exit code. A ``UserError``
+(bad path, bad ID, bad config) prints as one ``error: ...`` line and exits 2; Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from engine.config import UserError
+
+# Areas that add subcommands: module path -> it defines ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "engine.cli.runs",
+    "engine.cli.data",
+    "engine.cli.teacher",
+    "engine.cli.vae",
+)
+
+
+class CliProgress:
+    """A ``JobContext``-compatible reporter for running engine jobs in the foreground of a terminal."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._last = 0.0
+        self.run_dir = None
+        self.job_id = None
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self._last < 0.5 and fraction < 1.0):
+            return
+        self._last = now
+        bar = "#" * int(30 * fraction)
+        print(f"\r[{bar:<30}] {100 * fraction:5.1f}% {message[:60]:<60}", end="" if fraction < 1 else "\n",
+              file=sys.stderr, flush=True)
+
+    def log(self, text: str) -> None:
+        if not self.quiet:
+            print(f"\n{text}", file=sys.stderr)
+
+    def metric(self, record: dict) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Distillation Studio engine (headless).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

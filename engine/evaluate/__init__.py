@@ -1,0 +1,1 @@
+"""Evaluation: metrics tables and reports for trained students."""

@@ -1,0 +1,1 @@
+"""Geometry: the camera convention, normalisation, mesh ops, losses and metrics (pure functions)."""

@@ -1,0 +1,1 @@
+"""Students: the mesh student and the VAEs (teacher VAE and TinyVAE)."""

@@ -1,0 +1,1 @@
+"""Training: 3D distillation, VAE phases, schedules and losses that are not pure geometry."""
