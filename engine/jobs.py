@@ -151,11 +151,13 @@ class JobRunner:
 
     # -- submitting --------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *, kind: str, name: str | None = None, lane: str = "cpu",
-               config: dict[str, Any] | None = None, with_run: bool = True, run_dir: Path | None = None,
+               run_config: dict[str, Any] | None = None, with_run: bool = True, run_dir: Path | None = None,
                **kwargs: Any) -> str:
         """Queue ``fn(ctx, **kwargs)`` on ``lane``; returns the job ID (= the run ID when a run is made).
 
-        ``with_run``: create ``runs/<id>/`` holding ``config`` (default: ``kwargs``) and the status.
+        ``with_run``: create ``runs/<id>/`` with ``config.json`` = ``run_config``; by default the
+        ``config`` keyword when the job takes one dict (``fn(ctx, config={...})``), else the JSON-able
+        ``kwargs``.
         ``run_dir``: continue an existing run folder instead (resume); its ID becomes the job ID.
         """
         if lane not in LANES:
@@ -166,7 +168,10 @@ class JobRunner:
             runs.write_status(run_dir, state="queued", message="queued (resume)", pid=_pid(), finished=None,
                               error=None)
         elif with_run:
-            cfg = dict(config if config is not None else _jsonable(kwargs))
+            if run_config is None:
+                only_config = set(kwargs) == {"config"} and isinstance(kwargs["config"], dict)
+                run_config = kwargs["config"] if only_config else _jsonable(kwargs)
+            cfg = dict(run_config)
             run_dir = runs.create_run(kind, cfg, root=self._runs_root)
             job_id = run_dir.name
         else:

@@ -123,7 +123,7 @@ def test_progress_metrics_and_log_are_readable_while_running(tmp_path):
         ready.set()
         gate.wait(5)
 
-    job_id = runner.submit(job, kind="live", config={"lr": 0.1})
+    job_id = runner.submit(job, kind="live", run_config={"lr": 0.1})
     assert ready.wait(5)
     snap = runner.get(job_id)
     assert snap["state"] == "running"
@@ -141,3 +141,11 @@ def test_progress_metrics_and_log_are_readable_while_running(tmp_path):
 def test_unknown_lane_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="lane"):
         JobRunner(runs_root=tmp_path).submit(lambda ctx: None, kind="x", lane="tpu")
+
+
+def test_a_job_taking_one_config_dict_records_it_as_config_json(tmp_path):
+    runner = JobRunner(runs_root=tmp_path)
+    job_id = runner.submit(lambda ctx, config: config["epochs"], kind="train3d", config={"epochs": 3})
+    assert runner.wait(job_id, timeout=5)["state"] == "succeeded"
+    assert runner.result(job_id) == 3
+    assert runs.load_run(job_id, tmp_path)["config"] == {"kind": "train3d", "epochs": 3}

@@ -28,7 +28,7 @@ def test_page_serves_and_lists_runs(studio_url, roots):
 
     url, studio = studio_url
     assert httpx.get(url, timeout=30).status_code == 200
-    done = studio.runner.submit(lambda ctx: ctx.metric({"step": 1, "loss": 1.5}), kind="demo", config={"a": 1})
+    done = studio.runner.submit(lambda ctx: ctx.metric({"step": 1, "loss": 1.5}), kind="demo", run_config={"a": 1})
     studio.runner.wait(done, timeout=10)
     client = Client(url, verbose=False)
     table = client.predict(api_name="/list_runs")
