@@ -18,6 +18,7 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data, caches and runs are ordinary readable files
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

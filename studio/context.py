@@ -1,6 +1,7 @@
 """What every tab shares: the engine's job runner and the folders it reads and writes."""
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,19 @@ class Studio:
     data_root: Path = field(default_factory=config.data_root)
     cache_root: Path = field(default_factory=config.cache_root)
     runs_root: Path = field(default_factory=config.runs_root)
+    scratch: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "distillation-studio")
+
+    def __post_init__(self) -> None:
+        self.scratch.mkdir(parents=True, exist_ok=True)  # viewer GLBs and downloads handed to Gradio
+
+    def dataset_path(self, name: str) -> Path:
+        """A dataset chosen in the UI: a folder name under the data root, or a path inside the roots."""
+        if not name:
+            raise config.UserError("choose a dataset first")
+        if "/" not in name and "\\" not in name:
+            config.validate_id(name, "dataset name")
+            return self.data_root / name
+        return config.confine(name, [self.data_root], "dataset folder")
 
     @property
     def allowed_roots(self) -> list[Path]:

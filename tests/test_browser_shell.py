@@ -22,7 +22,8 @@ def test_every_tab_opens_and_runs_tab_lists_runs(roots):
     runs.write_status(stale, state="running", pid=999_999_999, started=200.0)  # its process is long gone
 
     with studio_process(roots, free_port()) as url, browser_page("shell") as page:
-        page.goto(url, wait_until="networkidle")
+        page.goto(url)
+        page.get_by_role("tab", name="Data").wait_for(timeout=60_000)
         for tab in TABS:
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(200)

@@ -1,9 +1,130 @@
-"""Data tab (placeholder until its issue lands): says what it will do."""
+"""Data tab: pick a dataset (or build the built-in sample shoes), validate it, look at one shoe."""
 from __future__ import annotations
 
-from studio.components import planned
+import gradio as gr
+
+from engine.config import UserError
+from engine.data import layout
+from engine.data.mesh_files import viewer_glb
+from engine.data.sample_shoes import build_sample
+from studio.components import error_text, is_finished, progress_html
 from studio.context import Studio
+
+HEADERS = ["id", "status", "ground truth", "views", "problems"]
+
+
+def report_rows(rows: list[dict]) -> list[list]:
+    return [[r["id"], r["status"], "yes" if r["has_gt"] else "no", ", ".join(r["views"]),
+             "; ".join(r["problems"])] for r in rows]
+
+
+def summary_md(rows: list[dict], root) -> str:
+    s = layout.summarise(rows)
+    return (f"**{root}** — {s['total']} shoes: {s['ok']} ok, {s['photo-only']} photo-only (no ground truth; "
+            f"teacher only, never in GT metrics), {s['problem']} with problems.")
+
+
+def shoe_preview(studio: Studio, dataset: str, shoe_id: str):
+    """(gallery items, GT GLB path or None, message) for one shoe. Light: 4 PNGs and one mesh."""
+    if not dataset or not shoe_id:
+        return [], None, ""
+    try:
+        shoe = layout.find_shoe(studio.dataset_path(dataset), shoe_id)
+        views = layout.load_views(shoe)
+        gallery = [(img, name) for name, img in views.items()]
+        glb, note = None, "photo-only shoe: no ground-truth mesh"
+        if shoe.has_gt:
+            v, f = layout.load_mesh(shoe.obj_path)
+            glb = str(viewer_glb(studio.scratch, v, f, _obj_colors(shoe.obj_path, len(v)), name=f"gt-{shoe.id}"))
+            note = f"{shoe.id}: {len(v)} vertices, {len(f)} faces (normalised: bbox centre 0, longest side 1)"
+        return gallery, glb, note
+    except UserError as exc:
+        return [], None, error_text(exc)
+
+
+def _obj_colors(path, n):
+    """Per-vertex colours stored in an OBJ's ``v x y z r g b`` lines, or None."""
+    import trimesh
+
+    mesh = trimesh.load(path, force="mesh", process=False)
+    colors = getattr(mesh.visual, "vertex_colors", None)
+    return colors if colors is not None and len(colors) == n else None
 
 
 def build(studio: Studio) -> None:
-    planned("choose a dataset folder or the built-in sample, build the sample with a progress bar, show the validation table, and show a selected shoe's four photos and its ground-truth mesh in 3D.", "issue 3")
+    gr.Markdown("A dataset is `<root>/input_images/<id>/{front,left,back,right}.png` plus optional ground truth "
+                "`<root>/OBJs/<id>.obj`. Folders live under the data root "
+                f"(`{studio.data_root}`); the built-in sample is `sample`.")
+    with gr.Row():
+        dataset = gr.Dropdown(choices=layout.list_datasets(studio.data_root), value=None, label="Dataset",
+                              allow_custom_value=True, scale=3, elem_id="data-dataset")
+        check = gr.Button("Validate", variant="primary", scale=1, elem_id="data-validate")
+    with gr.Accordion("Built-in sample shoes (procedural, deterministic by seed)", open=False):
+        with gr.Row():
+            count = gr.Number(value=101, precision=0, minimum=1, maximum=1000, label="shoes")
+            seed = gr.Number(value=0, precision=0, label="seed")
+            build_btn = gr.Button("Build sample", elem_id="data-build")
+            cancel = gr.Button("Cancel", variant="stop")
+    progress = gr.HTML(elem_id="data-progress")
+    summary = gr.Markdown()
+    table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, label="Validation", elem_id="data-table")
+    with gr.Row():
+        shoe = gr.Dropdown(choices=[], label="Shoe", allow_custom_value=True, elem_id="data-shoe")
+        note = gr.Markdown()
+    with gr.Row():
+        gallery = gr.Gallery(label="Views (front, left, back, right)", columns=4, height=260, format="png",
+                             elem_id="data-views")
+        model = gr.Model3D(label="Ground truth", height=320, elem_id="data-gt")
+    job = gr.State(None)  # {"id": job id, "what": "sample" | "check", "dataset": name}
+    timer = gr.Timer(1.0, active=False)
+
+    def start_check(name):
+        try:
+            root = studio.dataset_path(name)
+        except UserError as exc:
+            return None, error_text(exc), gr.Timer(active=False)
+        job_id = studio.runner.submit(layout.check_dataset, kind="data-check", with_run=False, root=root)
+        return {"id": job_id, "what": "check", "dataset": name}, progress_html(studio.runner.get(job_id)), \
+            gr.Timer(active=True)
+
+    def start_sample(n, s):
+        try:
+            n, s = int(n), int(s)
+            job_id = studio.runner.submit(build_sample, kind="sample", out=studio.data_root / "sample",
+                                          count=n, seed=s)
+        except (UserError, ValueError, TypeError) as exc:
+            return None, error_text(exc), gr.Timer(active=False)
+        return {"id": job_id, "what": "sample", "dataset": "sample"}, progress_html(studio.runner.get(job_id)), \
+            gr.Timer(active=True)
+
+    def poll(state):
+        keep = gr.update()
+        if not state:
+            return state, keep, keep, keep, keep, keep, gr.Timer(active=False)
+        snap = studio.runner.get(state["id"])
+        bar = progress_html(snap)
+        if not is_finished(snap):
+            return state, bar, keep, keep, keep, keep, keep
+        if state["what"] == "sample" and snap["state"] == "succeeded":
+            nxt, bar2, _ = start_check("sample")  # validate what was just built
+            choices = layout.list_datasets(studio.data_root)
+            return nxt, bar2, keep, keep, gr.update(choices=choices, value="sample"), keep, gr.Timer(active=True)
+        if state["what"] == "check" and snap["state"] == "succeeded":
+            rows = studio.runner.result(state["id"])
+            ids = [r["id"] for r in rows if r["status"] != "problem"]
+            return None, bar, summary_md(rows, state["dataset"]), report_rows(rows), gr.update(), \
+                gr.update(choices=ids, value=ids[0] if ids else None), gr.Timer(active=False)
+        return None, bar, keep, keep, keep, keep, gr.Timer(active=False)
+
+    def do_cancel(state):
+        if state:
+            studio.runner.cancel(state["id"])
+        return progress_html(studio.runner.get(state["id"]) if state else None, idle="nothing running")
+
+    check.click(start_check, inputs=[dataset], outputs=[job, progress, timer], api_name="validate_dataset")
+    build_btn.click(start_sample, inputs=[count, seed], outputs=[job, progress, timer], api_name="build_sample")
+    cancel.click(do_cancel, inputs=[job], outputs=[progress])
+    timer.tick(poll, inputs=[job], outputs=[job, progress, summary, table, dataset, shoe, timer],
+               show_progress="hidden")
+    shoe.change(lambda d, s: shoe_preview(studio, d, s), inputs=[dataset, shoe], outputs=[gallery, model, note],
+                api_name="shoe_preview")
