@@ -40,12 +40,11 @@ system-packages:
 	  else echo "note: Debian packages missing:$$missing (run 'sudo apt-get install$$missing')"; fi; \
 	fi
 
-$(SAMPLE): | $(PIP_STAMP)
-	$(BIN)/python -m engine data sample --count 101 --seed 0 --out data/sample
+# Built on first use; a build that was interrupted (sample.json without "complete": true) resumes.
+sample: $(PIP_STAMP)
+	@grep -qs '"complete": true' $(SAMPLE) || $(BIN)/python -m engine data sample --count 101 --seed 0 --out data/sample
 
-sample: $(SAMPLE)
-
-run: install $(SAMPLE)
+run: install sample
 	$(BIN)/python app.py --host $(HOST) --port $(PORT)
 
 test: install
