@@ -59,16 +59,15 @@ def viewer_glb(out_dir: Path, vertices, faces, vertex_colors=None, name: str = "
 
 
 def simplify(vertices, faces, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quadric decimation to about ``target_faces`` faces (pymeshlab); returns the input if already smaller."""
+    """Quadric decimation to about ``target_faces`` faces (``fast_simplification`` through trimesh);
+    returns the input if already smaller. (pymeshlab was dropped here: inside the studio's threads it
+    corrupted the heap and aborted the process at exit.)"""
     v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
     if target_faces < 4:
         raise UserError(f"target face count must be at least 4 (got {target_faces})")
     if len(f) <= target_faces:
         return v.astype(np.float32), f
-    import pymeshlab
+    import trimesh
 
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(v, f))
-    ms.meshing_decimation_quadric_edge_collapse(targetfacenum=int(target_faces), preservenormal=True)
-    m = ms.current_mesh()
-    return m.vertex_matrix().astype(np.float32), m.face_matrix().astype(np.int64)
+    m = trimesh.Trimesh(v, f, process=False).simplify_quadric_decimation(face_count=int(target_faces))
+    return np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int64)

@@ -1,0 +1,341 @@
+"""The teacher cache: each shoe's teacher mesh computed once, read many times by training.
+
+Layout (``cache_dir``)::
+
+    <shoe_id>.pt         tensors only: vertices (V, 3) float32, faces (F, 3) int64,
+                         points (10000, 3) float32, normals (10000, 3) float32 (area-uniform surface
+                         samples and their face normals, seeded from the shoe ID: deterministic)
+    metadata.json        {teacher, settings, teacher_settings, config, data_root, n_points, updated,
+                         entries: {id: {status ok|failed, seconds, error, fingerprint, config, bytes,
+                         vertices, faces, cd_l1, fscore@1%, updated}}}
+    metadata.rank<R>.json  per-rank shards of a sharded build (merged into metadata.json by rank 0)
+
+Meshes are normalised (bbox centre at the origin, longest side 1); ``cd_l1`` / ``fscore@1%`` compare
+the teacher with the ground truth in those units (F-score threshold 1 % of the longest side) and are
+``None`` for photo-only shoes. The fingerprint is the SHA-256 of the teacher name, its settings JSON
+and the bytes of the input images; a mismatch (or a missing/resized entry file) makes the entry
+stale and it is rebuilt. Failed entries with an unchanged fingerprint are kept unless
+``retry_failed``. Every file is written atomically and an entry file is written before its metadata,
+so a build killed at any moment resumes where it stopped. Entries load with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import storage
+from engine.config import UserError, validate_id
+from engine.geometry.camera import VIEW_NAMES
+from engine.jobs import NULL_CONTEXT, JobCancelled
+
+N_POINTS = 10_000
+METADATA = "metadata.json"
+SHARD_GLOB = "metadata.rank*.json"
+ENTRY_KEYS = ("vertices", "faces", "points", "normals")
+
+
+def entry_path(cache_dir: Path, shoe_id: str) -> Path:
+    return Path(cache_dir) / f"{validate_id(shoe_id, 'shoe ID')}.pt"
+
+
+def point_seed(shoe_id: str) -> int:
+    """Seed of a shoe's surface samples: the first 8 bytes of SHA-256(shoe id), below 2**63."""
+    return int(hashlib.sha256(shoe_id.encode()).hexdigest()[:16], 16) % 2**63
+
+
+def settings_key(teacher: str, teacher_settings: dict) -> str:
+    """Short hash of teacher name + settings: entries built with other settings show as stale."""
+    blob = json.dumps({"teacher": teacher, "settings": teacher_settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def fingerprint(teacher: str, teacher_settings: dict, view_paths: dict[str, Path]) -> str:
+    """SHA-256 of the teacher name, its settings JSON and each view's name and file bytes."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"teacher": teacher, "settings": teacher_settings}, sort_keys=True).encode())
+    for name in VIEW_NAMES:
+        if name in view_paths:
+            data = Path(view_paths[name]).read_bytes()
+            h.update(f"\0{name}\0{len(data)}\0".encode())
+            h.update(data)
+    return h.hexdigest()
+
+
+def make_entry(vertices, faces, shoe_id: str) -> dict:
+    """The tensors stored for one shoe (see the module docstring for keys and shapes)."""
+    import torch
+
+    from engine.geometry.mesh import sample_points
+
+    v = torch.as_tensor(vertices, dtype=torch.float32).contiguous()  # (V, 3)
+    f = torch.as_tensor(faces, dtype=torch.int64).contiguous()  # (F, 3)
+    gen = torch.Generator().manual_seed(point_seed(shoe_id))
+    points, normals = sample_points(v, f, N_POINTS, generator=gen)  # (N, 3) each
+    return {"vertices": v, "faces": f, "points": points.float().contiguous(), "normals": normals.float().contiguous()}
+
+
+def load_entry(cache_dir: Path, shoe_id: str) -> dict:
+    """One shoe's tensors (``weights_only`` load). ``UserError`` when missing, corrupt or malformed."""
+    import torch
+
+    path = entry_path(cache_dir, shoe_id)
+    data = storage.torch_load(path)
+    if not isinstance(data, dict) or sorted(data) != sorted(ENTRY_KEYS):
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise UserError(f"{path.name}: corrupt cache entry (keys {keys}, expected {', '.join(ENTRY_KEYS)})")
+    want = {"vertices": (torch.float32, None), "faces": (torch.int64, None),
+            "points": (torch.float32, N_POINTS), "normals": (torch.float32, N_POINTS)}
+    for key, (dtype, rows) in want.items():
+        t = data[key]
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.dim() != 2 or t.shape[1] != 3 \
+                or (rows is not None and t.shape[0] != rows) or len(t) == 0:
+            desc = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise UserError(f"{path.name}: corrupt cache entry ({key} is {desc})")
+    if not all(torch.isfinite(data[k]).all() for k in ("vertices", "points", "normals")):
+        raise UserError(f"{path.name}: corrupt cache entry (non-finite values)")
+    f = data["faces"]
+    if int(f.min()) < 0 or int(f.max()) >= len(data["vertices"]):
+        raise UserError(f"{path.name}: corrupt cache entry (face indices out of range)")
+    return data
+
+
+def _newer(a: dict | None, b: dict) -> bool:
+    return a is None or float(b.get("updated") or 0) >= float(a.get("updated") or 0)
+
+
+def read_metadata(cache_dir: Path) -> dict | None:
+    """``metadata.json`` with any per-rank shards merged in (newest entry per ID); ``None`` if none."""
+    cache_dir = Path(cache_dir)
+    meta = storage.read_json(cache_dir / METADATA)
+    shards = [storage.read_json(Path(p)) for p in sorted(glob.glob(str(cache_dir / SHARD_GLOB)))]
+    shards = [s for s in shards if isinstance(s, dict)]
+    if not isinstance(meta, dict):
+        if not shards:
+            return None
+        meta = {k: v for k, v in shards[0].items() if k != "entries"}
+        meta["entries"] = {}
+    meta.setdefault("entries", {})
+    for shard in shards:
+        for sid, entry in (shard.get("entries") or {}).items():
+            if _newer(meta["entries"].get(sid), entry):
+                meta["entries"][sid] = entry
+    return meta
+
+
+def _select(data_root: Path, ids, first) -> list:
+    from engine.data.layout import list_shoes
+
+    shoes = list_shoes(data_root)
+    if ids:
+        by_id = {s.id: s for s in shoes}
+        unknown = [i for i in ids if validate_id(i, "shoe ID") not in by_id]
+        if unknown:
+            raise UserError(f"shoe(s) not found in {data_root}: {', '.join(unknown)}")
+        shoes = [by_id[i] for i in dict.fromkeys(ids)]
+    if first is not None:
+        if int(first) < 1:
+            raise UserError(f"--first must be at least 1 (got {first})")
+        shoes = shoes[: int(first)]
+    if not shoes:
+        raise UserError(f"no shoes to cache in {data_root}")
+    return shoes
+
+
+def _gt_metrics(shoe, vertices, faces) -> dict:
+    """cd_l1 / fscore@1% of the teacher mesh vs the shoe's GT OBJ (None for photo-only shoes)."""
+    if not shoe.has_gt:
+        return {"cd_l1": None, "fscore@1%": None}
+    import torch
+
+    from engine.data.layout import load_mesh
+    from engine.geometry.metrics import mesh_metrics
+
+    try:
+        gv, gf = load_mesh(shoe.obj_path)
+    except UserError as exc:
+        return {"cd_l1": None, "fscore@1%": None, "gt_error": str(exc)}
+    m = mesh_metrics(torch.as_tensor(vertices), torch.as_tensor(faces), torch.as_tensor(gv), torch.as_tensor(gf),
+                     n_points=N_POINTS, seed=0, normalise=True)
+    return {"cd_l1": round(float(m["cd_l1"]), 6), "fscore@1%": round(float(m["fscore@1%"]), 6)}
+
+
+def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: str) -> dict:
+    """Run the teacher on one shoe and write its entry file; returns its metadata record."""
+    from engine.data.layout import load_views
+    from engine.teachers.base import TeacherUnavailable
+
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"status": "failed", "fingerprint": fp, "config": key, "error": None, "bytes": 0,
+                              "vertices": None, "faces": None, "cd_l1": None, "fscore@1%": None}
+    try:
+        if fp is None:
+            raise UserError("input images could not be read")
+        if not shoe.view_paths:
+            raise UserError(f"no input images in input_images/{shoe.id}/")
+        result = teacher.predict(load_views(shoe), settings)
+        path = storage.torch_save(entry_path(cache_dir, shoe.id), make_entry(result.vertices, result.faces, shoe.id))
+        record.update(status="ok", bytes=path.stat().st_size, vertices=int(len(result.vertices)),
+                      faces=int(len(result.faces)), **_gt_metrics(shoe, result.vertices, result.faces))
+    except (TeacherUnavailable, JobCancelled):
+        raise  # nothing would work for the other shoes either / the user asked to stop
+    except UserError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:  # a teacher crash is recorded for this shoe; the build carries on
+        record["error"] = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+    if record["status"] == "failed":
+        entry_path(cache_dir, shoe.id).unlink(missing_ok=True)
+    record.update(seconds=round(time.perf_counter() - t0, 4), updated=round(time.time(), 3))
+    return record
+
+
+def _up_to_date(old: dict | None, fp: str | None, cache_dir: Path, sid: str, retry_failed: bool) -> bool:
+    if not old or fp is None or old.get("fingerprint") != fp:
+        return False
+    if old.get("status") == "failed":
+        return not retry_failed
+    path = entry_path(cache_dir, sid)
+    return old.get("status") == "ok" and path.is_file() and path.stat().st_size == old.get("bytes")
+
+
+def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hull", settings=None,
+                first: int | None = None, ids: list[str] | None = None, rank: int = 0, world_size: int = 1,
+                retry_failed: bool = False) -> dict:
+    """Build or update the teacher cache of the dataset at ``data_root`` in ``cache_dir``.
+
+    Up-to-date entries are skipped; failures are recorded with their error and the build carries on.
+    With ``world_size > 1`` (torchrun: one call per rank) rank ``r`` takes ``shoes[r::world_size]``,
+    writes ``metadata.rank<r>.json``, and after a gloo barrier rank 0 merges the shards into
+    ``metadata.json``. Returns totals over all ranks: ``{done, failed, skipped, seconds, bytes, shoes,
+    cache_dir}`` (``bytes`` = entry bytes written by this build).
+    """
+    from engine.teachers.base import TeacherSettings, get_teacher
+
+    ctx = ctx or NULL_CONTEXT
+    settings = settings or TeacherSettings()
+    if not (0 <= rank < world_size):
+        raise UserError(f"rank {rank} is outside 0..{world_size - 1}")
+    cache_dir = Path(cache_dir)
+    shoes = _select(Path(data_root), ids, first)
+    model = get_teacher(teacher)
+    tset = model.fingerprint_settings(settings)
+    key = settings_key(teacher, tset)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    group = _dist_group(world_size)
+    meta = read_metadata(cache_dir) or {"entries": {}}
+    meta.update(teacher=teacher, settings=settings.to_dict(), teacher_settings=tset, config=key,
+                data_root=str(Path(data_root).resolve()), n_points=N_POINTS)
+    mine = shoes[rank::world_size]
+    meta_path = cache_dir / (METADATA if world_size == 1 else f"metadata.rank{rank}.json")
+    shard = meta if world_size == 1 else {k: v for k, v in meta.items() if k != "entries"} | {"entries": {}}
+    storage.write_json(meta_path, shard)  # run-level fields now; entries follow shoe by shoe
+    t0 = time.perf_counter()
+    totals = {"done": 0, "failed": 0, "skipped": 0, "bytes": 0}
+    for i, shoe in enumerate(mine):
+        ctx.check_cancelled()
+        try:
+            fp = fingerprint(teacher, tset, shoe.view_paths)
+        except OSError:
+            fp = None
+        old = meta["entries"].get(shoe.id)
+        if _up_to_date(old, fp, cache_dir, shoe.id, retry_failed):
+            totals["skipped"] += 1
+            ctx.progress((i + 1) / len(mine), f"{shoe.id}: up to date")
+            continue
+        record = _build_one(model, settings, shoe, cache_dir, fp, key)
+        shard["entries"][shoe.id] = record
+        shard["updated"] = record["updated"]
+        storage.write_json(meta_path, shard)  # after the entry file: a kill in between only redoes this shoe
+        ok = record["status"] == "ok"
+        totals["done" if ok else "failed"] += 1
+        totals["bytes"] += record["bytes"]
+        if not ok:
+            ctx.log(f"{shoe.id}: failed: {record['error']}")
+        ctx.metric({"shoe": shoe.id, "status": record["status"], "seconds": record["seconds"],
+                    "cd_l1": record["cd_l1"], "fscore@1%": record["fscore@1%"]})
+        ctx.progress((i + 1) / len(mine), f"{shoe.id}: {record['status']} ({record['seconds']:.2f} s)")
+    totals["seconds"] = round(time.perf_counter() - t0, 3)
+    totals = _finish(cache_dir, group, rank, world_size, totals)
+    return {**totals, "shoes": len(shoes), "cache_dir": str(cache_dir)}
+
+
+def _dist_group(world_size: int):
+    """A gloo process group for a sharded build (``None`` for one process); needs torchrun's env."""
+    if world_size <= 1:
+        return None
+    import datetime
+
+    import torch.distributed as dist
+
+    timeout = datetime.timedelta(hours=24)  # ranks wait for the slowest shard
+    try:
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=timeout)
+            return dist.group.WORLD
+        return dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo", timeout=timeout)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"a sharded cache build needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, "
+                        f"MASTER_PORT): {str(exc).splitlines()[0][:160]}") from None
+
+
+def _finish(cache_dir: Path, group, rank: int, world_size: int, totals: dict) -> dict:
+    """Sum totals over ranks; rank 0 merges the shards into metadata.json (and removes them)."""
+    if group is not None:
+        import torch
+        import torch.distributed as dist
+
+        counts = torch.tensor([totals[k] for k in ("done", "failed", "skipped", "bytes")], dtype=torch.float64)
+        dist.all_reduce(counts, group=group)  # also the barrier: every shard is written now
+        secs = torch.tensor([totals["seconds"]], dtype=torch.float64)
+        dist.all_reduce(secs, op=dist.ReduceOp.MAX, group=group)
+        totals = {k: int(v) for k, v in zip(("done", "failed", "skipped", "bytes"), counts.tolist())}
+        totals["seconds"] = float(secs[0])
+    if rank == 0:
+        shards = glob.glob(str(Path(cache_dir) / SHARD_GLOB))
+        if shards:
+            merged = read_metadata(cache_dir)
+            if group is not None:  # run-level fields from this run's rank-0 shard
+                merged.update({k: v for k, v in storage.read_json(Path(cache_dir) / "metadata.rank0.json").items()
+                               if k != "entries"})
+            storage.write_json(Path(cache_dir) / METADATA, merged)
+            for p in shards:
+                os.unlink(p)
+    if group is not None:
+        import torch.distributed as dist
+
+        dist.barrier(group=group)  # metadata.json is complete on every rank's return
+    return totals
+
+
+def cache_summary(cache_dir: Path) -> dict:
+    """Counts, size on disk, mean teacher CD-L1 / F@1% vs GT (normalised units), failures.
+
+    ``stale`` counts entries built with other teacher settings than the cache's latest build.
+    ``UserError`` when ``cache_dir`` holds no cache.
+    """
+    cache_dir = Path(cache_dir)
+    meta = read_metadata(cache_dir)
+    if meta is None:
+        raise UserError(f"{cache_dir}: no teacher cache here ({METADATA} not found)")
+    entries = meta.get("entries") or {}
+    ok = {k: e for k, e in entries.items() if e.get("status") == "ok"}
+    cds = [e["cd_l1"] for e in ok.values() if e.get("cd_l1") is not None]
+    fs = [e["fscore@1%"] for e in ok.values() if e.get("fscore@1%") is not None]
+    size = sum(p.stat().st_size for p in cache_dir.iterdir() if p.is_file())
+    return {
+        "cache_dir": str(cache_dir), "teacher": meta.get("teacher"), "settings": meta.get("settings"),
+        "entries": len(entries), "ok": len(ok), "failed": len(entries) - len(ok),
+        "stale": sum(1 for e in entries.values() if e.get("config") != meta.get("config")),
+        "missing_files": sorted(k for k in ok if not entry_path(cache_dir, k).is_file()),
+        "size_bytes": size, "with_gt": len(cds),
+        "mean_cd_l1": round(sum(cds) / len(cds), 6) if cds else None,
+        "mean_fscore@1%": round(sum(fs) / len(fs), 6) if fs else None,
+        "mean_seconds": round(sum(e.get("seconds") or 0 for e in ok.values()) / len(ok), 4) if ok else None,
+        "failures": [{"id": k, "error": e.get("error")} for k, e in sorted(entries.items()) if e.get("status") != "ok"],
+        "updated": meta.get("updated"),
+    }

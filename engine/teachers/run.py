@@ -1,0 +1,38 @@
+"""Run one teacher on one set of photos: what the Teacher tab's Generate does, as a job."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import UserError
+from engine.geometry.camera import VIEW_NAMES
+from engine.jobs import NULL_CONTEXT
+
+
+def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], out_dir: Path) -> dict:
+    """Load the photos (any of front / left / back / right, at least one), run ``teacher`` and write a
+    viewer GLB into ``out_dir``. Returns ``{"stats", "glb", "vertices", "faces"}`` (arrays for downloads).
+
+    Bad photos, unknown views and unavailable teachers raise ``UserError`` with the reason.
+    """
+    from engine.data.mesh_files import viewer_glb
+    from engine.data.photos import load_photo
+    from engine.teachers.base import TeacherSettings, get_teacher
+
+    ctx = ctx or NULL_CONTEXT
+    unknown = sorted(set(view_paths) - set(VIEW_NAMES))
+    if unknown:
+        raise UserError(f"unknown view(s) {', '.join(unknown)}; use {', '.join(VIEW_NAMES)}")
+    paths = {k: v for k, v in view_paths.items() if v}
+    if not paths:
+        raise UserError("give at least one photo (front, left, back or right)")
+    ctx.progress(0.05, "loading photos")
+    views = {name: load_photo(Path(p)) for name, p in paths.items()}
+    model = get_teacher(teacher)
+    ctx.progress(0.15, f"running {teacher} on {', '.join(views)}")
+    ctx.check_cancelled()
+    result = model.predict(views, TeacherSettings.from_dict(settings))
+    ctx.log(f"{teacher}: {result.stats.get('vertices')} vertices, {result.stats.get('faces')} faces in "
+            f"{result.stats.get('seconds', 0):.2f} s")
+    ctx.progress(0.95, "writing the mesh")
+    glb = viewer_glb(out_dir, result.vertices, result.faces, name=f"teacher-{teacher}")
+    return {"stats": result.stats, "glb": str(glb), "vertices": result.vertices, "faces": result.faces}

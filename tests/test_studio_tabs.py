@@ -1,0 +1,77 @@
+"""The Data, Teacher and Cache tabs through gradio_client: handlers start jobs, timers pick up results."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.data.sample_shoes import build_sample
+from engine.jobs import NULL_CONTEXT, JobRunner
+from tests.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from gradio_client import Client
+
+    from studio.app import build_app
+    from studio.context import Studio
+
+    base = tmp_path_factory.mktemp("studio")
+    roots = {k: base / k for k in ("data", "cache", "runs")}
+    for p in roots.values():
+        p.mkdir()
+    build_sample(NULL_CONTEXT, roots["data"] / "sample", count=2, seed=0)
+    studio = Studio(runner=JobRunner(runs_root=roots["runs"]), data_root=roots["data"],
+                    cache_root=roots["cache"], runs_root=roots["runs"], scratch=base / "scratch")
+    demo = build_app(studio)
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False), studio, roots
+    demo.close()
+
+
+def wait_idle(studio, timeout=60):
+    end = time.time() + timeout
+    while studio.runner.active() and time.time() < end:
+        time.sleep(0.2)
+    assert not studio.runner.active(), "jobs still running"
+
+
+def test_shoe_preview_gives_four_views_and_a_glb(app):
+    client, _, _ = app
+    gallery, glb, note = client.predict("sample", "shoe_001", api_name="/shoe_preview")
+    assert len(gallery) == 4 and [g["caption"] for g in gallery] == ["front", "left", "back", "right"]
+    assert glb.endswith(".glb") and "vertices" in note
+
+
+def test_bad_dataset_names_get_a_message_not_a_crash(app):
+    client, _, _ = app
+    _gallery, glb, note = client.predict("..etc", "shoe_001", api_name="/shoe_preview")
+    assert glb is None and "bad dataset name" in note
+    _gallery, glb, note = client.predict("../etc", "shoe_001", api_name="/shoe_preview")
+    assert glb is None and "outside the allowed folders" in note
+    bar, _timer = client.predict("/etc", api_name="/validate_dataset")
+    assert "outside the allowed folders" in bar
+
+
+def test_cache_tab_builds_and_summarises(app):
+    client, studio, roots = app
+    client.predict("sample", "visual-hull", "fast", 0, "", api_name="/build_cache")
+    wait_idle(studio)
+    summary, failures = client.predict("sample-visual-hull-fast", api_name="/cache_summary")
+    assert "2 cached, 0 failed" in summary and "mean CD-L1" in summary
+    assert (roots["cache"] / "sample-visual-hull-fast" / "shoe_000.pt").is_file()
+    assert any(r["kind"] == "cache" and r["state"] == "succeeded" for r in studio.runner.jobs())
+
+
+def test_teacher_tab_generates_and_offers_downloads(app):
+    client, studio, _ = app
+    client.predict("dataset shoe", "sample", "shoe_000", "visual-hull", "fast", None, 0, None, None, None, None,
+                   api_name="/teacher_generate")
+    wait_idle(studio)
+    path = client.predict("stl", 300, api_name="/teacher_download")
+    assert path.endswith(".stl")
+    import trimesh
+
+    assert len(trimesh.load(path).faces) <= 300
