@@ -151,19 +151,20 @@ class JobRunner:
 
     # -- submitting --------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *, kind: str, name: str | None = None, lane: str = "cpu",
-               run_config: dict[str, Any] | None = None, with_run: bool = True, run_dir: Path | None = None,
+               run_config: dict[str, Any] | None = None, with_run: bool = True, existing_run: Path | None = None,
                **kwargs: Any) -> str:
         """Queue ``fn(ctx, **kwargs)`` on ``lane``; returns the job ID (= the run ID when a run is made).
 
         ``with_run``: create ``runs/<id>/`` with ``config.json`` = ``run_config``; by default the
         ``config`` keyword when the job takes one dict (``fn(ctx, config={...})``), else the JSON-able
         ``kwargs``.
-        ``run_dir``: continue an existing run folder instead (resume); its ID becomes the job ID.
+        ``existing_run``: continue that run folder instead (resume); its name becomes the job ID.
         """
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}; expected one of {LANES}")
-        if run_dir is not None:
-            run_dir = Path(run_dir)
+        run_dir = None
+        if existing_run is not None:
+            run_dir = Path(existing_run)
             job_id = run_dir.name
             runs.write_status(run_dir, state="queued", message="queued (resume)", pid=_pid(), finished=None,
                               error=None)

@@ -164,6 +164,7 @@ def test_tree_cache_gives_same_result_and_rebuilds_on_change():
     assert len(cache) == 2  # LRU: "a" evicted
     ref = chamfer_distance(x, y, norm=1)
     assert torch.equal(chamfer_distance(x, y, norm=1, y_trees=trees), ref)
+    assert torch.equal(chamfer_distance(x, y, norm=1, y_trees=[trees[0], None, trees[2]]), ref)
     tree_b = cache.get("b", y[1])
     assert tree_b is trees[1]  # hit
     moved = cache.get("b", y[1] + 1)  # same key, different points -> rebuilt

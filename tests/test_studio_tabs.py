@@ -75,3 +75,21 @@ def test_teacher_tab_generates_and_offers_downloads(app):
     import trimesh
 
     assert len(trimesh.load(path).faces) <= 300
+
+
+def test_train3d_tab_trains_student_and_baseline_then_evaluates(app):
+    client, studio, roots = app
+    if not (roots["cache"] / "sample-visual-hull-fast").is_dir():
+        client.predict("sample", "visual-hull", "fast", 0, "", api_name="/build_cache")
+        wait_idle(studio)
+    client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 2, 1e-3, 2, 2.0, 1.0, 4, 0, True,
+                   api_name="/train_start")
+    wait_idle(studio, timeout=240)
+    train = [j for j in studio.runner.jobs() if j["kind"] == "train3d"]
+    assert len(train) == 2 and all(j["state"] == "succeeded" for j in train), [j["error"] for j in train]
+    main = train[0]["id"]
+    client.predict(main, api_name="/train_evaluate")
+    wait_idle(studio, timeout=120)
+    ev = [j for j in studio.runner.jobs() if j["kind"] == "evaluate"][-1]
+    assert ev["state"] == "succeeded", ev["error"]
+    assert (roots["runs"] / main / "evaluation.json").is_file()

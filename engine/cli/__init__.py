@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.cli.runs",
     "engine.cli.data",
     "engine.cli.teacher",
+    "engine.cli.train",
     "engine.cli.vae",
 )
 

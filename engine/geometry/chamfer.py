@@ -160,8 +160,9 @@ def _nn_pairs(x: Tensor, y: Tensor, y_trees, both: bool, method: str) -> tuple[T
     ixy = np.empty(xn.shape[:2], dtype=np.int64)
     iyx = np.empty(yn.shape[:2], dtype=np.int64) if both else None
     for b in range(len(xn)):
-        ty = y_trees[b] if y_trees is not None else PointTree(yn[b])
-        if y_trees is not None and len(ty) != yn.shape[1]:
+        given = y_trees[b] if y_trees is not None else None
+        ty = given if given is not None else PointTree(yn[b])
+        if given is not None and len(ty) != yn.shape[1]:
             raise ValueError(f"prebuilt tree {b} holds {len(ty)} points but y has {yn.shape[1]}")
         tx = PointTree(xn[b])  # needed for y->x, and its order speeds up the x->y queries
         ixy[b] = ty.query(xn[b], tx.order)
@@ -175,7 +176,8 @@ def nearest_neighbours(x: Tensor, y: Tensor, *, y_trees=None, method: str = "aut
     """Index of the nearest point of ``y`` for every point of ``x`` (Euclidean), without gradient.
 
     x (B, N, D) or (N, D), y (B, M, D) or (M, D) -> idx (B, N) or (N,) int64 into y's points.
-    ``y_trees``: optional prebuilt ``PointTree`` per batch item of ``y`` (CPU only). ``method``:
+    ``y_trees``: optional list with a prebuilt ``PointTree`` (or None: build it) per batch item of
+    ``y``; a tree must hold exactly that item's points (only the count is checked). ``method``:
     "auto" (KD-tree on CPU, tiled brute force elsewhere), "kdtree" or "brute". Empty x gives an
     empty result; an empty y with non-empty x raises ``ValueError`` (no neighbour exists).
     """

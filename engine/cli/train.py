@@ -1,0 +1,193 @@
+"""``python -m engine train ...`` and ``python -m engine evaluate ...``: 3D distillation in the foreground.
+
+    python -m engine train --data ROOT --cache DIR [--config cfg.json] [--epochs N --lr X --batch-size B
+                           --seed S --schedule NAME --baseline --device D --out-runs DIR] [--resume RUN_ID]
+    python -m engine evaluate --run ID [--baseline ID] [--runs DIR] [--checkpoint best|last]
+
+``train`` creates a run folder (``engine.runs.create_run``, kind ``train3d``) and trains with a
+``RunContext``: progress bar on stderr, ``history.jsonl`` / ``log.txt`` / ``status.json`` in the run
+folder. Flags override ``--config``. ``--resume RUN_ID`` continues that run from ``checkpoints/last.pt``
+with its saved config (``--epochs`` may raise the epoch count). Under ``torchrun --nproc-per-node N
+-m engine train ...`` every rank trains (DDP); rank 0 creates the run folder and is the only writer
+(the other ranks need the folder only to read ``last.pt`` when resuming).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+KIND = "train3d"
+
+
+class RunContext:
+    """A ``JobContext``-compatible context for a foreground run: ``CliProgress`` on the terminal plus
+    the run folder's ``history.jsonl`` (each record gets a ``time``), ``log.txt`` and ``status.json``
+    progress (throttled to every 0.5 s). ``run_dir`` may be None (nothing written)."""
+
+    def __init__(self, run_dir: Path | None, quiet: bool = False, write: bool = True):
+        from engine.cli import CliProgress
+
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.job_id = self.run_dir.name if self.run_dir else None
+        self._bar = CliProgress(quiet=quiet)
+        self._write = write and self.run_dir is not None
+        self._last_status = 0.0
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        from engine import runs
+
+        self._bar.progress(fraction, message)
+        now = time.monotonic()
+        if self._write and (now - self._last_status > 0.5 or fraction >= 1.0):
+            self._last_status = now
+            runs.write_status(self.run_dir, progress=min(max(float(fraction), 0.0), 1.0), message=message)
+
+    def log(self, text: str) -> None:
+        from engine import runs
+
+        self._bar.log(text)
+        if self._write:
+            runs.append_log(self.run_dir, f"[{time.strftime('%H:%M:%S')}] {text}")
+
+    def metric(self, record: dict) -> None:
+        from engine import runs
+
+        if self._write:
+            runs.append_history(self.run_dir, {"time": round(time.time(), 3), **record})
+
+    def cancelled(self) -> bool:
+        return False
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def _config_from_args(args: argparse.Namespace) -> dict:
+    from engine.config import UserError
+
+    cfg: dict = {}
+    if args.config:
+        path = Path(args.config)
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such config file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path.name}: not valid JSON ({str(exc)[:120]})") from None
+        if not isinstance(cfg, dict):
+            raise UserError(f"{path.name}: the config must be a JSON object")
+    flags = {"data": args.data, "cache": args.cache, "epochs": args.epochs, "lr": args.lr,
+             "batch_size": args.batch_size, "seed": args.seed, "schedule": args.schedule, "device": args.device}
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    if args.baseline:
+        cfg["baseline"] = True
+    return cfg
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from engine import runs, storage
+    from engine.config import UserError
+    from engine.train.distill3d import train_student
+    from engine.train.distill_config import validate_config
+
+    rank = _rank()
+    root = Path(args.out_runs).resolve() if args.out_runs else None
+    if args.resume:
+        run_dir = runs.run_dir(args.resume, root)
+        saved = storage.read_json(run_dir / "config.json")
+        if not isinstance(saved, dict):
+            raise UserError(f"no run {args.resume!r} in {run_dir.parent} (config.json not found)")
+        cfg = {k: v for k, v in saved.items() if k != "kind"}
+        if args.epochs is not None:
+            cfg["epochs"] = args.epochs
+        if args.device is not None:
+            cfg["device"] = args.device
+        cfg["resume"] = True
+        cfg = validate_config(cfg)
+        if rank == 0:
+            storage.write_json(run_dir / "config.json", {"kind": KIND, **{k: v for k, v in cfg.items() if k != "resume"}})
+            runs.write_status(run_dir, state="running", message="resuming", pid=os.getpid(), finished=None, error=None)
+    else:
+        cfg = validate_config(_config_from_args(args))
+        run_dir = None  # ranks > 0 of a new DDP run write nothing and need no folder
+        if rank == 0:
+            run_dir = runs.create_run(KIND, {k: v for k, v in cfg.items() if k != "resume"}, root=root,
+                                      run_id=args.run_id)
+            runs.write_status(run_dir, state="running", started=time.time(), message="running", pid=os.getpid())
+    ctx = RunContext(run_dir, quiet=args.quiet or rank != 0, write=rank == 0)
+    if rank == 0 and not args.quiet:
+        print(f"run {run_dir.name} in {run_dir.parent}", file=sys.stderr)
+    try:
+        result = train_student(ctx, cfg)
+    except KeyboardInterrupt:
+        if rank == 0:
+            runs.write_status(run_dir, state="cancelled", message="interrupted (Ctrl-C); resume with --resume",
+                              finished=time.time())
+        raise
+    except BaseException as exc:
+        if rank == 0:
+            msg = str(exc).strip() or type(exc).__name__
+            runs.write_status(run_dir, state="failed", message=msg, error=msg, finished=time.time())
+        raise
+    if rank == 0:
+        runs.write_status(run_dir, state="succeeded", message="done", progress=1.0, finished=time.time())
+        best = result["best_val"]
+        print(f"run      {run_dir.name}\nepochs   {result['last_epoch']}/{result['epochs']}  "
+              f"({result['train']} train, {result['val']} val shoes{', baseline' if result['baseline'] else ''})\n"
+              f"best     {result['best_metric']} {best:.6f} at epoch {result['best_epoch']}\n"
+              f"seconds  {result['seconds']:.1f}\ncheckpoints {run_dir / 'checkpoints'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engine import runs
+    from engine.evaluate.mesh_eval import evaluate_run, format_summary
+
+    root = Path(args.runs).resolve() if args.runs else None
+    run_dir = runs.run_dir(args.run, root)
+    baseline = runs.run_dir(args.baseline, root) if args.baseline else None
+    report = evaluate_run(RunContext(None, quiet=args.quiet), run_dir, baseline_run=baseline, checkpoint=args.checkpoint)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_summary(report))
+        print(f"wrote    {run_dir / 'evaluation.json'} and evaluation.md")
+    return 0
+
+
+def register(sub) -> None:
+    from engine.train.schedules import SCHEDULE_NAMES
+
+    p = sub.add_parser("train", help="train the 3D mesh student by distillation (or a GT-only baseline)")
+    p.add_argument("--data", default=None, help="dataset folder (input_images/, OBJs/)")
+    p.add_argument("--cache", default=None, help="teacher cache folder (see 'cache build')")
+    p.add_argument("--config", default=None, help="JSON file with training config keys; flags override it")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 50)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int, default=None, help="shoes per step and process (default 4)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    p.add_argument("--schedule", choices=SCHEDULE_NAMES, default=None, help="teacher-weight schedule (default: default)")
+    p.add_argument("--baseline", action="store_true", help="train on GT alone (alpha = 0)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--out-runs", default=None, help="runs folder (default $DS_RUNS or ./runs)")
+    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run from checkpoints/last.pt")
+    p.add_argument("--run-id", default=None, help="ID of the new run folder (default: time + kind + random)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="student / baseline / teacher vs GT on a training run's val split")
+    p.add_argument("--run", required=True, help="training run ID")
+    p.add_argument("--baseline", default=None, metavar="ID", help="a baseline run to compare with")
+    p.add_argument("--runs", default=None, help="runs folder (default $DS_RUNS or ./runs)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which checkpoint (default best)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_evaluate)

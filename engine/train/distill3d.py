@@ -1,0 +1,387 @@
+"""3D distillation training: the mesh student learns from cached teacher points and GT points.
+
+``train_student(ctx, config)`` validates the config (``engine.train.distill_config``), loads every shoe once
+(``engine.train.shoe_data``), splits train / val by seed (val = GT shoes only), and runs Adam for
+``epochs`` epochs on the loss of ``engine.train.distill_loss`` with alpha from
+``engine.train.schedules``. Photo-only shoes train on the teacher alone (alpha = 1), GT shoes whose
+teacher entry failed on GT alone (alpha = 0); a baseline run (``baseline: true``) trains the same
+student on GT alone.
+
+Per step ``ctx.metric`` gets ``{"scope": "step", epoch, step, global_step, loss, cd, cd_teacher, cd_gt,
+edge, smooth, alpha, alpha_batch, lr, seconds}``; per epoch ``{"scope": "epoch", ..., seconds,
+seconds_per_step, val_cd_l1, val_cd_l2, val_fscore@1%, val_fscore@2%, val_normal_consistency, best}``
+(val: the student mesh normalised — bbox centre 0, longest side 1 — 10k seeded points vs the shoe's GT
+points, ``engine.geometry.metrics.point_metrics``). Checkpoints go to ``ctx.run_dir/checkpoints/``:
+``last.pt`` every epoch, ``best.pt`` on a new best val CD-L1 (train loss when there is no val
+split), ``epoch_NNNN.pt`` every ``checkpoint_every`` epochs; each holds ``{kind, student_config,
+train_config, state_dict, optimizer, epoch, best_val, best_epoch, split}`` (plain data only).
+
+As a background job: ``JobRunner.submit(functools.partial(train_student, config=cfg), kind="train3d",
+config=cfg)`` (``submit`` keeps its own ``config`` keyword for ``config.json``, so the training config
+is bound with ``partial``); resume a run with ``submit(partial(train_student, config={**cfg, "resume":
+True}), kind="train3d", run_dir=run_dir)``.
+
+Determinism: the model is initialised from ``seed``; the shuffle of epoch e is
+``DistributedSampler(seed).set_epoch(e)``; the points of step s come from a generator seeded by
+(seed, epoch, step, rank). So a run resumed from ``last.pt`` (history truncated to its epoch)
+continues with exactly the numbers of an uninterrupted run. Cancelling stops at the next step; the
+previous ``last.pt`` stays valid. Under ``torchrun`` (WORLD_SIZE > 1) the student is wrapped in DDP
+(gloo on CPU, nccl on CUDA) and only rank 0 writes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from engine import runs, storage
+from engine.config import UserError
+from engine.jobs import NULL_CONTEXT, JobCancelled
+from engine.students.mesh_student import KIND, MeshStudent, StudentConfig
+from engine.train.distill_config import resume_mismatch, validate_config
+from engine.train.distill_loss import total_loss
+from engine.train.schedules import alpha_at, item_alphas, resolve_schedule
+from engine.train.shoe_data import ShoeSet, batch_views, load_shoes, split_ids
+
+CKPT_DIR = "checkpoints"
+VAL_SEED = 12345  # fixed: val points are the same in every epoch and every run
+
+
+class TrainingDiverged(UserError):
+    """Too many non-finite steps in a row (lower the learning rate)."""
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, cfg: dict, epoch: int, best_val: float | None,
+                    best_epoch: int | None, split: dict) -> Path:
+    """Write one checkpoint atomically (``engine.storage.torch_save``): plain dicts and tensors only."""
+    module = getattr(model, "module", model)
+    return storage.torch_save(Path(path), {
+        "kind": KIND, "student_config": module.config.to_dict(), "train_config": dict(cfg),
+        "state_dict": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+        "epoch": int(epoch), "best_val": best_val, "best_epoch": best_epoch, "split": split})
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint (``weights_only``); ``UserError`` if missing, unreadable or not a mesh student."""
+    ckpt = storage.torch_load(Path(path))
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
+        kind = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserError(f"{Path(path).name}: not a {KIND} checkpoint (kind {kind!r})")
+    missing = [k for k in ("student_config", "state_dict", "epoch", "train_config") if k not in ckpt]
+    if missing:
+        raise UserError(f"{Path(path).name}: incomplete checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def load_student(path: Path, device="cpu") -> tuple[MeshStudent, dict]:
+    """``(student in eval mode, checkpoint dict)`` from a checkpoint file."""
+    ckpt = load_checkpoint(path)
+    try:
+        model = MeshStudent(StudentConfig.from_dict(ckpt["student_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise UserError(f"{Path(path).name}: weights do not fit the student config ({str(exc)[:160]})") from None
+    return model.to(device).eval(), ckpt
+
+
+# -- small helpers ----------------------------------------------------------------------------------
+def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """Seed of the point sampling of one step: distinct per (seed, epoch, step, rank), < 2**63."""
+    return (int(seed) * 1_000_003 + epoch * 100_003 + step * 1_009 + rank * 7) % (2**63)
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: CUDA is not available here")
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world, initialised_here) from torchrun's environment; (0, 1, False) without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _all_reduce(values: list[float], world: int, op: str = "sum") -> list[float]:
+    if world <= 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def _batch(shoes: ShoeSet, rows: list[int], device) -> dict:
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    cpu = device.type == "cpu"
+    return {"views": batch_views(shoes.views[idx], device),
+            "teacher_points": shoes.teacher_points[idx].to(device), "gt_points": shoes.gt_points[idx].to(device),
+            "has_teacher": shoes.has_teacher[idx], "has_gt": shoes.has_gt[idx],
+            "teacher_trees": [shoes.teacher_trees[r] for r in rows] if cpu else None,
+            "gt_trees": [shoes.gt_trees[r] for r in rows] if cpu else None}
+
+
+def validate(model: MeshStudent, val: ShoeSet, batch_size: int, n_points: int, device, rank: int = 0,
+             world: int = 1) -> dict:
+    """Mean val metrics of ``model`` (split over ranks and summed): ``{val_cd_l1, val_cd_l2,
+    val_fscore@1%, val_fscore@2%, val_normal_consistency}`` — the student mesh normalised (bbox centre
+    0, longest side 1), ``n_points`` seeded surface points vs the shoe's GT points, via
+    ``point_metrics``. ``{}`` without val shoes."""
+    from engine.geometry.mesh import sample_points
+    from engine.geometry.metrics import point_metrics
+    from engine.geometry.normalise import normalise_vertices
+
+    if len(val) == 0:
+        return {}
+    keys = ("cd_l1", "cd_l2", "fscore@1%", "fscore@2%", "normal_consistency")
+    sums = [0.0] * len(keys)
+    mine = list(range(rank, len(val), world))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, len(mine), batch_size):
+            rows = mine[s:s + batch_size]
+            verts = model(batch_views(val.views[torch.as_tensor(rows)], device)).cpu().double()  # (b, V, 3)
+            for j, r in enumerate(rows):
+                if not bool(torch.isfinite(verts[j]).all()):
+                    raise TrainingDiverged(f"validation: the student predicts non-finite vertices for {val.ids[r]}")
+                vn = normalise_vertices(verts[j])[0]
+                gen = torch.Generator().manual_seed(VAL_SEED + r)
+                pts, nrm = sample_points(vn, model.faces.cpu(), n_points, generator=gen)
+                m = point_metrics(pts, val.gt_points[r], nrm, val.gt_normals[r])
+                sums = [a + m[k] for a, k in zip(sums, keys)]
+    model.train(was_training)
+    sums = _all_reduce(sums, world)
+    return {f"val_{k}": v / len(val) for k, v in zip(keys, sums)}
+
+
+def _truncate_history(run_dir: Path, epoch: int) -> None:
+    """Keep only the history records of epochs <= ``epoch`` (resume continues from there)."""
+    import json
+
+    kept = [r for r in runs.read_history(run_dir) if int(r.get("epoch", 0)) <= epoch]
+    storage.write_text(Path(run_dir) / "history.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in kept))
+
+
+class _Silent:
+    """A context for ranks > 0: no logs, progress or metrics; cancellation still passes through."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self.run_dir = ctx.run_dir  # read (resume), never written
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        pass
+
+    def log(self, text: str) -> None:
+        pass
+
+    def metric(self, record: dict) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return self._ctx.cancelled()
+
+    def check_cancelled(self) -> None:
+        self._ctx.check_cancelled()
+
+
+# -- training ---------------------------------------------------------------------------------------
+def train_student(ctx, config: dict) -> dict:
+    """Train the mesh student (see the module docstring); returns a summary dict:
+    ``{run_dir, epochs, last_epoch, best_epoch, best_val, best_metric, train, val, counts, nan_skipped,
+    seconds}``. ``UserError`` for a bad config, missing data or cache, or a non-resumable run."""
+    ctx = ctx or NULL_CONTEXT
+    cfg = validate_config(config)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg["device"], local_rank)
+    rank, world, owned = _init_distributed(device)
+    try:
+        return _train(ctx if rank == 0 else _Silent(ctx), cfg, device, rank, world)
+    finally:
+        if owned:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _prepare(ctx, cfg: dict, rank: int) -> tuple[ShoeSet, ShoeSet, dict, dict]:
+    """Load the shoes, split them and log the counts; returns (train, val, split, counts)."""
+    sc = cfg["student"]
+    log = ctx.log
+    shoes, counts = load_shoes(ctx, Path(cfg["data"]), Path(cfg["cache"]) if cfg["cache"] else None,
+                               sc["image_size"], cfg["target_points"], need_teacher=not cfg["baseline"])
+    train_ids, val_ids = split_ids(shoes, cfg["val_fraction"], cfg["seed"])
+    train = shoes.subset(shoes.rows_of(train_ids))
+    if cfg["baseline"]:
+        log(f"baseline: training on GT alone (alpha = 0); {counts['photo_only_left_out']} photo-only shoe(s) left out")
+    val = shoes.subset(shoes.rows_of(val_ids))
+    t_only = int((train.has_teacher & ~train.has_gt).sum())
+    g_only = int((~train.has_teacher & train.has_gt).sum())
+    counts.update(train=len(train), val=len(val), train_teacher_only=t_only, train_gt_only=g_only)
+    log(f"shoes: {counts['used']} used of {counts['total']} ({counts['skipped']} skipped); train {len(train)}, "
+        f"val {len(val)} (GT shoes only)")
+    if not cfg["baseline"]:
+        log(f"train: {len(train) - t_only - g_only} with teacher + GT, {t_only} photo-only (teacher term alone, "
+            f"alpha = 1), {g_only} GT-only because the teacher entry failed (GT term alone, alpha = 0)")
+    return train, val, {"train": list(train.ids), "val": list(val.ids)}, counts
+
+
+def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
+    from torch.utils.data import DistributedSampler
+
+    from engine.geometry.mesh import laplacian_matrix, sample_points, unique_edges
+
+    t_start = time.perf_counter()
+    writer = rank == 0 and ctx.run_dir is not None
+    log, metric = ctx.log, ctx.metric
+    ckpt_dir = Path(ctx.run_dir) / CKPT_DIR if ctx.run_dir is not None else None
+    train, val, split, counts = _prepare(ctx, cfg, rank)
+
+    torch.manual_seed(cfg["seed"])
+    student = MeshStudent(StudentConfig.from_dict(cfg["student"])).to(device)
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg["lr"])
+    first_epoch, best_val, best_epoch = 1, None, None
+    if cfg["resume"]:
+        if ckpt_dir is None:
+            raise UserError("resume needs a run folder (ctx.run_dir)")
+        ckpt = load_checkpoint(ckpt_dir / "last.pt")
+        diff = resume_mismatch(ckpt["train_config"], cfg)
+        if diff:
+            raise UserError(f"cannot resume: the config differs from the checkpoint's in {', '.join(diff)}")
+        student.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        first_epoch, best_val, best_epoch = ckpt["epoch"] + 1, ckpt.get("best_val"), ckpt.get("best_epoch")
+        if writer:
+            _truncate_history(ctx.run_dir, ckpt["epoch"])
+        log(f"resumed from last.pt at epoch {ckpt['epoch']} (best val {best_val})")
+    elif ctx.run_dir is None:
+        log("no run folder: checkpoints are not written")
+    model = student
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+
+    faces = student.faces
+    edges = unique_edges(faces.cpu()).to(device)  # (E, 2)
+    lap = laplacian_matrix(faces.cpu(), len(student.template), device=device)  # (V, V) sparse
+    a_start, a_end = (0.0, 0.0) if cfg["baseline"] else resolve_schedule(cfg["schedule"], cfg["alpha_start"], cfg["alpha_end"])
+    sampler = DistributedSampler(range(len(train)), num_replicas=world, rank=rank, shuffle=True, seed=cfg["seed"])
+    bs, epochs = cfg["batch_size"], cfg["epochs"]
+    steps_per_epoch = math.ceil(len(sampler) / bs)
+    total_steps = max(1, (epochs - first_epoch + 1) * steps_per_epoch)
+    done, nan_streak, nan_skipped, last_epoch = 0, 0, 0, first_epoch - 1
+    has_val = len(val) > 0
+    student.train()
+    for epoch in range(first_epoch, epochs + 1):
+        t_epoch = time.perf_counter()
+        alpha = alpha_at(epoch, epochs, a_start, a_end)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        sums, n_ok = {}, 0
+        for step in range(1, steps_per_epoch + 1):
+            t_step = time.perf_counter()
+            stop = 1.0 if ctx.cancelled() else 0.0
+            if _all_reduce([stop], world, "max")[0] > 0:
+                log(f"cancelled at epoch {epoch} step {step}; checkpoints/last.pt holds epoch {epoch - 1}")
+                ctx.check_cancelled()
+                raise JobCancelled("cancelled by the user")
+            rows = order[(step - 1) * bs: step * bs]
+            b = _batch(train, rows, device)
+            alphas = item_alphas(alpha, b["has_teacher"], b["has_gt"]).to(device)  # (B,)
+            verts = model(b["views"])  # (B, V, 3)
+            loss, parts = None, {}
+            if bool(torch.isfinite(verts).all()):
+                gen = torch.Generator(device=device).manual_seed(step_seed(cfg["seed"], epoch, step, rank))
+                pts = sample_points(verts, faces, cfg["n_points"], generator=gen, return_normals=False)  # (B, N, 3)
+                loss, parts = total_loss(verts, pts, b, alphas, edges, lap, cfg["lambda_edge"],
+                                         cfg["lambda_smooth"], cfg["chamfer_norm"])
+            # every rank takes the same branch (a rank skipping backward alone would hang DDP)
+            bad = _all_reduce([float(loss is None or not bool(torch.isfinite(loss)))], world, "max")[0] > 0
+            if not bad:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                bad = not all(bool(torch.isfinite(p.grad).all()) for p in student.parameters() if p.grad is not None)
+                bad = _all_reduce([float(bad)], world, "max")[0] > 0
+            if bad:
+                nan_streak += 1
+                nan_skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+                log(f"epoch {epoch} step {step}: non-finite loss or gradients, step skipped "
+                    f"({nan_streak} in a row)")
+                metric({"scope": "step", "epoch": epoch, "step": step, "skipped": True, "alpha": alpha})
+                if nan_streak >= cfg["max_nan_steps"]:
+                    raise TrainingDiverged(f"training diverged: {nan_streak} non-finite steps in a row at epoch "
+                                           f"{epoch}; lower lr (now {cfg['lr']:g})")
+                continue
+            optimizer.step()
+            nan_streak = 0
+            n_ok += 1
+            parts["loss"] = float(loss.detach())
+            parts = _mean_parts(parts, world)
+            for k, v in parts.items():
+                if v is not None:
+                    sums[k] = sums.get(k, 0.0) + v
+            done += 1
+            secs = time.perf_counter() - t_step
+            metric({"scope": "step", "epoch": epoch, "step": step,
+                    "global_step": (epoch - 1) * steps_per_epoch + step, **parts, "alpha": alpha,
+                    "lr": optimizer.param_groups[0]["lr"], "seconds": secs})
+            eta = (time.perf_counter() - t_start) / max(done, 1) * (total_steps - done)
+            ctx.progress(0.02 + 0.98 * done / total_steps,
+                         f"epoch {epoch}/{epochs} · step {step}/{steps_per_epoch} · ETA {runs.format_duration(eta)}")
+        vals = validate(student, val, bs, cfg["target_points"], device, rank, world)
+        record = {k: v / max(n_ok, 1) for k, v in sums.items()}
+        current = vals["val_cd_l1"] if has_val else record.get("loss", math.inf)
+        is_best = best_val is None or current < best_val
+        if is_best:
+            best_val, best_epoch = float(current), epoch
+        secs = time.perf_counter() - t_epoch
+        metric({"scope": "epoch", "epoch": epoch, "step": steps_per_epoch, **record, **vals, "alpha": alpha,
+                "lr": optimizer.param_groups[0]["lr"], "seconds": secs, "seconds_per_step": secs / steps_per_epoch,
+                "best": is_best, "skipped_steps": steps_per_epoch - n_ok})
+        if writer:
+            if is_best:
+                save_checkpoint(ckpt_dir / "best.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split)
+            if cfg["checkpoint_every"] and epoch % cfg["checkpoint_every"] == 0:
+                save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", student, optimizer, cfg, epoch, best_val,
+                                best_epoch, split)
+            save_checkpoint(ckpt_dir / "last.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split)
+        shown = f"val CD-L1 {vals['val_cd_l1']:.5f}" if has_val else f"train loss {current:.5f}"
+        log(f"epoch {epoch}/{epochs}: loss {record.get('loss', float('nan')):.5f}, {shown}, alpha {alpha:.3f}, "
+            f"{secs:.1f} s{' (best)' if is_best else ''}")
+        last_epoch = epoch
+    ctx.progress(1.0, f"done: best {'val CD-L1' if has_val else 'train loss'} {best_val} at epoch {best_epoch}")
+    return {"run_dir": str(ctx.run_dir) if ctx.run_dir else None, "epochs": epochs, "last_epoch": last_epoch,
+            "best_epoch": best_epoch, "best_val": best_val, "best_metric": "val_cd_l1" if has_val else "train_loss",
+            "train": len(train), "val": len(val), "counts": counts, "nan_skipped": nan_skipped,
+            "seconds": round(time.perf_counter() - t_start, 3), "baseline": cfg["baseline"]}
+
+
+def _mean_parts(parts: dict, world: int) -> dict:
+    """Average the step's loss parts over ranks (parts that are None on a rank are averaged over the
+    ranks that have them)."""
+    if world <= 1:
+        return parts
+    keys = sorted(parts)
+    vals = [0.0 if parts[k] is None else parts[k] for k in keys] + [0.0 if parts[k] is None else 1.0 for k in keys]
+    red = _all_reduce(vals, world)
+    n = len(keys)
+    return {k: (red[i] / red[n + i] if red[n + i] > 0 else None) for i, k in enumerate(keys)}

@@ -1,0 +1,134 @@
+"""The 3D distillation training config: defaults, validation, and the checkpoint format.
+
+``validate_config(dict) -> dict`` returns a complete, plain config (stored in ``config.json`` and in
+every checkpoint) or raises ``UserError`` naming the offending key. Keys:
+
+    data            dataset root (``<root>/input_images``, ``<root>/OBJs``)                 required
+    cache           teacher cache folder (``metadata.json``); optional when ``baseline``
+    epochs          >= 1                                                                     50
+    lr              Adam learning rate, > 0                                                  1e-3
+    batch_size      shoes per step and process (DDP: per rank)                               4
+    seed            >= 0: model init, split, shuffling, point sampling                        0
+    schedule        conservative | default | aggressive | custom (``engine.train.schedules``)  default
+    alpha_start / alpha_end  override the schedule's ends; required for ``custom``          None
+    lambda_edge     weight of ``edge_length_loss``, >= 0                                      2.0
+    lambda_smooth   weight of ``laplacian_smoothing_loss``, >= 0                              1.0
+    n_points        points sampled on the student mesh per shoe and step                     10000
+    target_points   teacher / GT points per shoe (a prefix of the cached 10k), 1..10000       10000
+    chamfer_norm    1 = Euclidean (CD-L1, default: best val CD-L1 in trials), 2 = squared     1
+    val_fraction    share of the GT shoes held out for validation, in [0, 1)                 0.2
+    checkpoint_every  also keep ``epoch_NNNN.pt`` every K epochs (0 = off)                  10
+    max_nan_steps   stop after this many non-finite steps in a row                           5
+    baseline        train on GT alone (alpha = 0), same student / seed / split               False
+    device          auto | cpu | cuda | cuda:N                                                auto
+    resume          continue the run folder's ``checkpoints/last.pt``                         False
+    student         ``StudentConfig`` fields (width, hidden, blocks, ...)                     {}
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from engine.config import UserError
+from engine.train.schedules import SCHEDULE_NAMES, resolve_schedule
+
+DEFAULTS: dict = {
+    "data": None, "cache": None, "epochs": 50, "lr": 1e-3, "batch_size": 4, "seed": 0, "schedule": "default",
+    "alpha_start": None, "alpha_end": None, "lambda_edge": 2.0, "lambda_smooth": 1.0, "n_points": 10000,
+    "target_points": 10000, "chamfer_norm": 1, "val_fraction": 0.2, "checkpoint_every": 10, "max_nan_steps": 5,
+    "baseline": False, "device": "auto", "resume": False, "student": {},
+}
+# keys that may differ between a run and its resumption (``epochs``: train longer)
+RESUME_FREE_KEYS = ("epochs", "resume", "device")
+STUDENT_INT_MIN = {"width": 1, "hidden": 1, "blocks": 0, "sampled": 1, "stages": 1, "level": 0, "image_size": 16}
+
+
+def _int(cfg: dict, key: str, lo: int, hi: int | None = None) -> None:
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise UserError(f"{key} must be an integer {rng} (got {v!r})")
+
+
+def _float(cfg: dict, key: str, lo: float, positive: bool = False, below: float | None = None) -> None:
+    v = cfg[key]
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v >= lo \
+        and (not positive or v > 0) and (below is None or v < below)
+    if not ok:
+        rule = "> 0" if positive else f">= {lo}" + (f" and < {below}" if below is not None else "")
+        raise UserError(f"{key} must be a finite number {rule} (got {v!r})")
+    cfg[key] = float(v)
+
+
+def _student(d) -> dict:
+    from engine.students.mesh_student import StudentConfig
+
+    if not isinstance(d, dict):
+        raise UserError(f"student must be a mapping of StudentConfig fields (got {type(d).__name__})")
+    try:
+        sc = StudentConfig.from_dict(d)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"student: {exc}") from None
+    out = sc.to_dict()
+    for key, lo in STUDENT_INT_MIN.items():
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise UserError(f"student.{key} must be an integer >= {lo} (got {v!r})")
+    if out["level"] > 6:
+        raise UserError(f"student.level must be at most 6 (got {out['level']})")
+    v = out["max_offset"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise UserError(f"student.max_offset must be a number > 0 (got {v!r})")
+    return out
+
+
+def validate_config(config: dict) -> dict:
+    """Defaults filled in, types and ranges checked, paths made absolute; ``UserError`` otherwise."""
+    if not isinstance(config, dict):
+        raise UserError(f"training config must be a mapping (got {type(config).__name__})")
+    unknown = sorted(set(config) - set(DEFAULTS) - {"kind"})
+    if unknown:
+        raise UserError(f"unknown training config key(s): {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(DEFAULTS))})")
+    cfg = {**DEFAULTS, **{k: v for k, v in config.items() if k != "kind"}}
+    for key in ("data", "cache"):
+        v = cfg[key]
+        if v is not None and (not isinstance(v, (str, Path)) or not str(v)):
+            raise UserError(f"{key} must be a folder path (got {v!r})")
+        cfg[key] = None if v is None else str(Path(v).expanduser().resolve())
+    if cfg["data"] is None:
+        raise UserError("data: the dataset folder is required")
+    for key in ("baseline", "resume"):
+        if not isinstance(cfg[key], bool):
+            raise UserError(f"{key} must be true or false (got {cfg[key]!r})")
+    if cfg["cache"] is None and not cfg["baseline"]:
+        raise UserError("cache: the teacher cache folder is required (only a baseline run trains without it)")
+    _int(cfg, "epochs", 1, 100_000)
+    _int(cfg, "batch_size", 1, 4096)
+    _int(cfg, "seed", 0, 2**63 - 1)
+    _int(cfg, "n_points", 1, 1_000_000)
+    _int(cfg, "target_points", 1, 10_000)
+    _int(cfg, "checkpoint_every", 0)
+    _int(cfg, "max_nan_steps", 1)
+    if cfg["chamfer_norm"] not in (1, 2) or isinstance(cfg["chamfer_norm"], bool):
+        raise UserError(f"chamfer_norm must be 1 (Euclidean) or 2 (squared) (got {cfg['chamfer_norm']!r})")
+    _float(cfg, "lr", 0.0, positive=True)
+    _float(cfg, "lambda_edge", 0.0)
+    _float(cfg, "lambda_smooth", 0.0)
+    _float(cfg, "val_fraction", 0.0, below=1.0)
+    if cfg["schedule"] not in SCHEDULE_NAMES:
+        raise UserError(f"schedule must be one of {', '.join(SCHEDULE_NAMES)} (got {cfg['schedule']!r})")
+    resolve_schedule(cfg["schedule"], cfg["alpha_start"], cfg["alpha_end"])  # validates the alphas
+    for key in ("alpha_start", "alpha_end"):
+        cfg[key] = None if cfg[key] is None else float(cfg[key])
+    d = cfg["device"]
+    if not isinstance(d, str) or not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N (got {d!r})")
+    cfg["student"] = _student(cfg["student"])
+    return cfg
+
+
+def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
+    """Keys (other than ``RESUME_FREE_KEYS``) whose values differ between a checkpoint and a config."""
+    keys = (set(saved) | set(cfg)) - set(RESUME_FREE_KEYS)
+    return sorted(k for k in keys if saved.get(k) != cfg.get(k))

@@ -1,0 +1,207 @@
+"""Shoes in memory for 3D distillation: views, teacher points and ground-truth points, loaded once.
+
+For every shoe of the dataset (``engine.data.layout``):
+
+* ``views``: the four views resized to the student's ``image_size`` and kept as uint8
+  (N, 4, 4, S, S) in ``camera.VIEW_NAMES`` order, channels RGBA; a missing view is all zeros
+  (the student's convention). Converted to float in [0, 1] per batch (``batch_views``).
+* ``teacher``: the first ``target_points`` of the cache entry's 10k surface points and normals
+  (i.i.d. area-uniform samples, so a prefix is a uniform subsample). Present only for an ``ok``
+  entry whose fingerprint still matches the images; otherwise the shoe has no teacher (logged).
+* ``gt``: ``target_points`` area-uniform points + normals of the GT mesh, normalised (bbox centre at
+  the origin, longest side 1), sampled once with a generator seeded from the shoe ID
+  (``engine.cache.point_seed``) — the same points in every run.
+
+A KD-tree per fixed target set is built once (``PointTree``) and reused every step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.config import UserError
+from engine.geometry.camera import VIEW_NAMES
+from engine.geometry.chamfer import PointTree
+
+
+@dataclass
+class ShoeSet:
+    """Tensors of N shoes (row i = ``ids[i]``); targets are zeros where the ``has_*`` flag is False."""
+
+    ids: list[str]
+    views: torch.Tensor  # (N, 4, 4, S, S) uint8
+    teacher_points: torch.Tensor  # (N, M, 3) float32
+    teacher_normals: torch.Tensor  # (N, M, 3) float32
+    has_teacher: torch.Tensor  # (N,) bool
+    gt_points: torch.Tensor  # (N, M, 3) float32
+    gt_normals: torch.Tensor  # (N, M, 3) float32
+    has_gt: torch.Tensor  # (N,) bool
+    teacher_trees: list = field(default_factory=list)  # PointTree or None per shoe
+    gt_trees: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, rows) -> "ShoeSet":
+        rows = [int(r) for r in rows]
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        return ShoeSet([self.ids[r] for r in rows], self.views[idx], self.teacher_points[idx],
+                       self.teacher_normals[idx], self.has_teacher[idx], self.gt_points[idx], self.gt_normals[idx],
+                       self.has_gt[idx], [self.teacher_trees[r] for r in rows], [self.gt_trees[r] for r in rows])
+
+    def rows_of(self, ids) -> list[int]:
+        pos = {sid: i for i, sid in enumerate(self.ids)}
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise UserError(f"shoe(s) not in the dataset: {', '.join(missing[:5])}")
+        return [pos[i] for i in ids]
+
+
+def batch_views(views_u8: torch.Tensor, device="cpu") -> torch.Tensor:
+    """uint8 (B, 4, 4, S, S) -> float32 in [0, 1] on ``device``."""
+    return views_u8.to(device=device, dtype=torch.float32).div_(255.0)
+
+
+def load_views_tensor(shoe, image_size: int) -> torch.Tensor:
+    """A shoe's views as uint8 (4, 4, S, S): ``VIEW_NAMES`` order, RGBA channels, missing views zero."""
+    from engine.data.layout import load_views
+
+    views = load_views(shoe, size=image_size)
+    stack = np.zeros((len(VIEW_NAMES), image_size, image_size, 4), np.uint8)
+    for k, name in enumerate(VIEW_NAMES):
+        if name in views:
+            stack[k] = views[name]
+    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()  # (4, 4, S, S)
+
+
+def gt_surface_points(obj_path: Path, shoe_id: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points and face normals on the normalised GT mesh of ``obj_path``, seeded by the shoe ID.
+
+    Returns (n, 3) float32 each. ``UserError`` (from ``load_mesh``) for an unreadable mesh.
+    """
+    from engine.cache import point_seed
+    from engine.data.layout import load_mesh
+    from engine.geometry.mesh import sample_points
+    from engine.geometry.normalise import normalise_vertices
+
+    v, f = load_mesh(obj_path)
+    v = normalise_vertices(torch.as_tensor(v, dtype=torch.float64))[0]
+    gen = torch.Generator().manual_seed(point_seed(shoe_id))
+    pts, nrm = sample_points(v, torch.as_tensor(f), int(n), generator=gen)  # (n, 3) each
+    return pts.float(), nrm.float()
+
+
+def _teacher_targets(cache_dir: Path | None, meta: dict | None, shoe, n: int, log) -> tuple | None:
+    """(points, normals) (n, 3) of the shoe's usable cache entry, else None (with a log line why)."""
+    from engine.cache import fingerprint, load_entry
+
+    if cache_dir is None:
+        return None
+    entry = (meta.get("entries") or {}).get(shoe.id)
+    if entry is None:
+        log(f"{shoe.id}: not in the teacher cache")
+        return None
+    if entry.get("status") != "ok":
+        log(f"{shoe.id}: teacher entry failed ({entry.get('error') or 'no error text'})")
+        return None
+    try:
+        fp = fingerprint(meta.get("teacher"), meta.get("teacher_settings"), shoe.view_paths)
+    except OSError as exc:
+        log(f"{shoe.id}: views unreadable for the cache fingerprint ({exc})")
+        return None
+    if entry.get("fingerprint") != fp:
+        log(f"{shoe.id}: teacher entry is stale (images or settings changed since the cache was built)")
+        return None
+    try:
+        data = load_entry(cache_dir, shoe.id)
+    except UserError as exc:
+        log(f"{shoe.id}: teacher entry unusable ({exc})")
+        return None
+    return data["points"][:n].contiguous(), data["normals"][:n].contiguous()
+
+
+def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, target_points: int,
+               need_teacher: bool = True) -> tuple[ShoeSet, dict]:
+    """Load every usable shoe of ``data_root`` into memory (see the module docstring).
+
+    ``cache_dir`` None (or ``need_teacher`` False) loads no teacher points. A shoe is skipped (and
+    logged) when it has no views, or has neither a usable teacher entry nor a readable GT mesh.
+    Without teacher points (baseline) photo-only shoes are left out and counted, not logged one by one.
+    Returns ``(shoes, counts)`` with counts ``{total, used, both, teacher_only, gt_only, skipped,
+    photo_only_left_out}``.
+    ``UserError`` when the dataset or the cache is missing, or no shoe is usable.
+    """
+    from engine.cache import read_metadata
+    from engine.data.layout import list_shoes
+
+    shoes = list_shoes(Path(data_root))
+    meta = None
+    if cache_dir is not None and need_teacher:
+        meta = read_metadata(Path(cache_dir))
+        if meta is None:
+            raise UserError(f"{cache_dir}: no teacher cache here (metadata.json not found); build it first")
+    else:
+        cache_dir = None
+    rows: list[tuple] = []
+    counts = {"total": len(shoes), "skipped": 0, "photo_only_left_out": 0}
+    for i, shoe in enumerate(shoes):
+        ctx.check_cancelled()
+        if not shoe.view_paths:
+            ctx.log(f"{shoe.id}: skipped (no input images)")
+            counts["skipped"] += 1
+            continue
+        teacher = _teacher_targets(cache_dir, meta, shoe, target_points, ctx.log)
+        gt = None
+        if shoe.has_gt:
+            try:
+                gt = gt_surface_points(shoe.obj_path, shoe.id, target_points)
+            except UserError as exc:
+                ctx.log(f"{shoe.id}: GT mesh unusable, treated as photo-only ({exc})")
+        if teacher is None and gt is None:
+            if not need_teacher and not shoe.has_gt:
+                counts["photo_only_left_out"] += 1  # expected in a GT-only (baseline) run, not a problem
+                continue
+            ctx.log(f"{shoe.id}: skipped (no usable teacher entry and no GT mesh)")
+            counts["skipped"] += 1
+            continue
+        rows.append((shoe.id, load_views_tensor(shoe, image_size), teacher, gt))
+        ctx.progress(0.02 * (i + 1) / len(shoes), f"loading shoes {i + 1}/{len(shoes)}")
+    if not rows:
+        raise UserError(f"{data_root}: no usable shoes (each needs views plus a teacher entry or a GT mesh)")
+    zeros = torch.zeros(target_points, 3)
+    tp = torch.stack([r[2][0] if r[2] else zeros for r in rows])
+    tn = torch.stack([r[2][1] if r[2] else zeros for r in rows])
+    gp = torch.stack([r[3][0] if r[3] else zeros for r in rows])
+    gn = torch.stack([r[3][1] if r[3] else zeros for r in rows])
+    has_t = torch.tensor([r[2] is not None for r in rows])
+    has_g = torch.tensor([r[3] is not None for r in rows])
+    out = ShoeSet([r[0] for r in rows], torch.stack([r[1] for r in rows]), tp, tn, has_t, gp, gn, has_g,
+                  [PointTree(tp[i]) if has_t[i] else None for i in range(len(rows))],
+                  [PointTree(gp[i]) if has_g[i] else None for i in range(len(rows))])
+    counts.update(used=len(rows), both=int((has_t & has_g).sum()), teacher_only=int((has_t & ~has_g).sum()),
+                  gt_only=int((~has_t & has_g).sum()))
+    return out, counts
+
+
+def split_ids(shoes: ShoeSet, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train ids, val ids). Validation shoes are drawn from the shoes with GT only: a seeded
+    permutation of their sorted IDs, ``round(val_fraction * n_gt)`` of them (at least 1 when
+    ``val_fraction > 0`` and there are 2+ GT shoes). The split depends only on the GT shoes, the
+    fraction and the seed, so a baseline run and a distilled run of the same data share it.
+    Every other shoe (photo-only included) trains. ``UserError`` when nothing is left to train on.
+    """
+    gt_ids = sorted(sid for sid, g in zip(shoes.ids, shoes.has_gt.tolist()) if g)
+    n_val = int(round(val_fraction * len(gt_ids)))
+    if val_fraction > 0 and len(gt_ids) >= 2:
+        n_val = max(1, n_val)
+    n_val = min(n_val, max(len(gt_ids) - 1, 0)) if len(shoes) == len(gt_ids) else n_val
+    perm = torch.randperm(len(gt_ids), generator=torch.Generator().manual_seed(int(seed))).tolist()
+    val = sorted(gt_ids[i] for i in perm[:n_val])
+    val_set = set(val)
+    train = [sid for sid in shoes.ids if sid not in val_set]
+    if not train:
+        raise UserError("no shoes left to train on after the validation split; lower val_fraction")
+    return train, val
