@@ -1,9 +1,99 @@
-"""VAE tab (placeholder until its issue lands): says what it will do."""
+"""VAE tab: distil a teacher VAE into the TinyVAE (seed 003) with live plots of every loss term, the
+reconstruction grid (input / teacher / student) refreshed each epoch, and the size / speed / quality report."""
 from __future__ import annotations
 
-from studio.components import planned
+from pathlib import Path
+
+import gradio as gr
+
+from engine import runs
+from engine.config import UserError
+from engine.evaluate.vae_report import format_markdown
+from engine.train.vae import run_vae_distillation
+from studio.components import error_text, is_finished, progress_html
 from studio.context import Studio
+from studio.plots import history_figure
+
+KIND = "vae"
+TERMS = ["total", "recon", "kl", "latent", "output", "perceptual"]
+
+
+def live_view(studio: Studio, run_id: str | None):
+    """(per-batch loss figure, reconstruction grid path or None) from the run folder."""
+    if not run_id:
+        return history_figure([], title="loss terms per batch"), None
+    path = runs.run_dir(run_id, studio.runs_root)
+    batches = [r for r in runs.read_history(path) if r.get("kind") == "batch"]
+    for i, r in enumerate(batches):
+        r["batch"] = i
+    grid = path / "recon_grid.png"
+    return (history_figure(batches, TERMS, title="loss terms per batch (all phases)", x_key="batch"),
+            str(grid) if grid.is_file() else None)
 
 
 def build(studio: Studio) -> None:
-    planned("distil a teacher VAE into a TinyVAE (five-part loss, temperature, phases) with live plots of every loss term, a reconstruction grid and the size / speed / quality report.", "issue 7")
+    gr.Markdown("Teacher VAE (latent 512, ~10 M parameters) → TinyVAE (latent 4×4×128, ~1.1 M). Loss = "
+                "w_recon·MSE(x̂, x) + w_kl·KL + w_latent·latent distillation (projected student latent vs teacher's, "
+                "softened by temperature T) + w_out·MSE(x̂, teacher(x)) + w_perc·VGG16 perceptual. Phases: teacher "
+                "pre-training → distillation → fine-tuning. Data: `fashion-mnist` (Debian package), `cifar10` "
+                "(local python-pickle folder) or `folder:PATH`.")
+    with gr.Row():
+        dataset = gr.Textbox(value="fashion-mnist", label="dataset", elem_id="vae-dataset")
+        limit = gr.Number(value=6000, precision=0, minimum=16, label="training images (first N)")
+        teacher_epochs = gr.Number(value=3, precision=0, minimum=0, label="teacher epochs")
+        epochs = gr.Number(value=3, precision=0, minimum=0, label="distillation epochs", elem_id="vae-epochs")
+        finetune = gr.Number(value=1, precision=0, minimum=0, label="fine-tune epochs")
+        batch = gr.Number(value=64, precision=0, minimum=1, label="batch size")
+        lr = gr.Number(value=1e-3, label="learning rate")
+    with gr.Row():
+        w = [gr.Number(value=v, label=n) for n, v in (("w_recon", 0.3), ("w_kl", 0.1), ("w_latent", 0.3),
+                                                      ("w_out", 0.2), ("w_perc", 0.1))]
+        temperature = gr.Number(value=3.0, label="temperature T")
+        seed = gr.Number(value=0, precision=0, label="seed")
+    with gr.Row():
+        start = gr.Button("Start", variant="primary", elem_id="vae-start")
+        stop = gr.Button("Stop", variant="stop")
+        shown = gr.Dropdown(choices=[], label="Run", allow_custom_value=True, elem_id="vae-run")
+    progress = gr.HTML(elem_id="vae-progress")
+    with gr.Row():
+        plot = gr.Plot(label="Loss terms", elem_id="vae-plot")
+        grid = gr.Image(label="Reconstructions: input / teacher / student", type="filepath", elem_id="vae-grid")
+    report = gr.Markdown(elem_id="vae-report")
+    job = gr.State(None)
+    timer = gr.Timer(2.0, active=False)
+
+    def start_job(ds, n, te, ep, ft, bs, rate, wr, wk, wl, wo, wp, t, sd):
+        try:
+            cfg = {"dataset": ds.strip(), "limit": int(n), "teacher_epochs": int(te), "epochs": int(ep),
+                   "finetune_epochs": int(ft), "batch_size": int(bs), "learning_rate": float(rate),
+                   "recon_weight": float(wr), "kl_weight": float(wk), "distill_latent_weight": float(wl),
+                   "distill_recon_weight": float(wo), "perceptual_weight": float(wp), "temperature": float(t),
+                   "seed": int(sd)}
+            job_id = studio.runner.submit(run_vae_distillation, kind=KIND, config=cfg)
+        except (UserError, ValueError, TypeError) as exc:
+            return None, error_text(exc), gr.Timer(active=False), gr.update()
+        return job_id, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
+            gr.update(choices=[job_id], value=job_id)
+
+    def poll(job_id):
+        snap = studio.runner.get(job_id) if job_id else None
+        fig, img = live_view(studio, job_id)
+        if not is_finished(snap):
+            return progress_html(snap), fig, img, gr.update(), gr.update()
+        result = studio.runner.result(job_id) if snap["state"] == "succeeded" else None
+        md = format_markdown(result["report"]) if result and result.get("report") else gr.update()
+        return progress_html(snap), fig, img, md, gr.Timer(active=False)
+
+    def show(run_id):
+        try:
+            fig, img = live_view(studio, run_id)
+            rep = Path(runs.run_dir(run_id, studio.runs_root)) / "report.md" if run_id else None
+            return fig, img, rep.read_text() if rep and rep.is_file() else ""
+        except UserError as exc:
+            return live_view(studio, None) + (error_text(exc),)
+
+    start.click(start_job, inputs=[dataset, limit, teacher_epochs, epochs, finetune, batch, lr, *w, temperature, seed],
+                outputs=[job, progress, timer, shown], api_name="vae_start")
+    stop.click(lambda j: studio.runner.cancel(j) if j else None, inputs=[job])
+    timer.tick(poll, inputs=[job], outputs=[progress, plot, grid, report, timer], show_progress="hidden")
+    shown.change(show, inputs=[shown], outputs=[plot, grid, report], api_name="vae_show")
