@@ -23,6 +23,23 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def read_config_json(path: str) -> dict:
+    """A ``--config`` file: a JSON object, or a one-line ``UserError`` saying what is wrong with it."""
+    import json
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"--config {p.name}: not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"--config {p.name}: expected a JSON object")
+    return cfg
+
+
 class CliProgress:
     """A ``JobContext``-compatible reporter for running engine jobs in the foreground of a terminal."""
 

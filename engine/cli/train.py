@@ -67,19 +67,9 @@ class RunContext:
 
 
 def _config_from_args(args: argparse.Namespace) -> dict:
-    from engine.config import UserError
+    from engine.cli import read_config_json
 
-    cfg: dict = {}
-    if args.config:
-        path = Path(args.config)
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path.name}: not valid JSON ({str(exc)[:120]})") from None
-        if not isinstance(cfg, dict):
-            raise UserError(f"{path.name}: the config must be a JSON object")
+    cfg: dict = read_config_json(args.config) if args.config else {}
     flags = {"data": args.data, "cache": args.cache, "epochs": args.epochs, "lr": args.lr,
              "batch_size": args.batch_size, "seed": args.seed, "schedule": args.schedule, "device": args.device}
     cfg.update({k: v for k, v in flags.items() if v is not None})

@@ -16,7 +16,6 @@ import math
 import time
 from pathlib import Path
 
-from engine.config import UserError
 
 # flag dest -> config key
 _FLAG_KEYS = {"dataset": "dataset", "epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate",
@@ -26,16 +25,9 @@ _FLAG_KEYS = {"dataset": "dataset", "epochs": "epochs", "batch_size": "batch_siz
 
 
 def _read_config(path: str) -> dict:
-    p = Path(path).expanduser()
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--config {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"--config {p.name}: not valid JSON ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"--config {p.name}: expected a JSON object")
-    return cfg
+    from engine.cli import read_config_json
+
+    return read_config_json(path)
 
 
 def _distill(args: argparse.Namespace) -> int:
