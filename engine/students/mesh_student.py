@@ -21,6 +21,7 @@ view is all zeros. Output: (B, 2562, 3) vertices in the normalised frame. Faces 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -172,8 +173,10 @@ class MeshStudent(nn.Module):
         rows = torch.arange(len(verts)).repeat_interleave(MAX_NEIGHBOURS)
         # the same averaging as a sparse CSR matrix (25x faster than the gather in eager mode); a plain
         # attribute, not a buffer, so DDP's buffer broadcast never sees a sparse tensor
-        self._adjacency = torch.sparse_coo_tensor(torch.stack([rows, nbr_idx.flatten()]), nbr_w.flatten(),
-                                                  (len(verts), len(verts))).coalesce().to_sparse_csr()
+        with warnings.catch_warnings():  # "sparse CSR is beta" / invariant-check notices, once per model
+            warnings.simplefilter("ignore", UserWarning)
+            self._adjacency = torch.sparse_coo_tensor(torch.stack([rows, nbr_idx.flatten()]), nbr_w.flatten(),
+                                                      (len(verts), len(verts))).coalesce().to_sparse_csr()
         self.encoder = Encoder(c.width, c.sampled)
         glob = self.encoder.global_channels * len(camera.VIEW_NAMES)
         self.global_fc = nn.Sequential(nn.Linear(glob, c.hidden), nn.ReLU())
