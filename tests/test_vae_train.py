@@ -116,7 +116,7 @@ def test_deployment_snippet_runs_against_saved_checkpoint(tiny_run):
     from engine.students.vae import MinimalVAE
 
     model = MinimalVAE(latent_dim=128, base_channels=32)
-    checkpoint = torch.load(str(out / "tinyvae_best.pth"))
+    checkpoint = torch.load(str(out / "tinyvae_best.pth"), weights_only=True)
     model.load_state_dict(checkpoint["student_state_dict"])
     model.eval()
     with torch.no_grad():

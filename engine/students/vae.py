@@ -26,7 +26,7 @@ Deployment (the seed's snippet; only the import path changed). A checkpoint writ
 
     # Load the trained model
     model = MinimalVAE(latent_dim=128, base_channels=32)
-    checkpoint = torch.load('checkpoints/tinyvae_best.pth')
+    checkpoint = torch.load('checkpoints/tinyvae_best.pth', weights_only=True)
     model.load_state_dict(checkpoint['student_state_dict'])
     model.eval()
 
