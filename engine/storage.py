@@ -70,6 +70,7 @@ def torch_load(path: Path, map_location: str = "cpu") -> Any:
     holds something other than weights.
     """
     import pickle
+    import struct
 
     import torch
 
@@ -80,6 +81,6 @@ def torch_load(path: Path, map_location: str = "cpu") -> Any:
         raise UserError(f"{path}: no such file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, struct.error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path.name}: not a readable weights file ({first[:200]})") from None
