@@ -32,7 +32,8 @@ NORMALISATION = ("each mesh centred on its bounding-box centre and scaled to lon
                  f"{N_POINTS} surface points per mesh, seed {SEED}")
 
 
-def _checkpoint(run_dir: Path, which: str) -> Path:
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """``run_dir/checkpoints/<which>.pt``; ``UserError`` when the run has no such checkpoint."""
     path = Path(run_dir) / "checkpoints" / f"{which}.pt"
     if not path.is_file():
         raise UserError(f"{Path(run_dir).name}: no checkpoints/{which}.pt (train the run first)")
@@ -69,14 +70,14 @@ def evaluate_run(ctx, run_dir: Path, baseline_run: Path | None = None, checkpoin
     ctx = ctx or NULL_CONTEXT
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
-    student, ckpt = load_student(_checkpoint(run_dir, checkpoint))
+    student, ckpt = load_student(checkpoint_path(run_dir, checkpoint))
     cfg = ckpt["train_config"]
     val_ids = list((ckpt.get("split") or {}).get("val") or [])
     if not val_ids:
         raise UserError(f"{run_dir.name}: the run has no validation shoes to evaluate (val_fraction 0?)")
     models = {"student": student}
     if baseline_run is not None:
-        base, bckpt = load_student(_checkpoint(Path(baseline_run), "best"))
+        base, bckpt = load_student(checkpoint_path(Path(baseline_run), "best"))
         if not bckpt["train_config"].get("baseline"):
             raise UserError(f"{Path(baseline_run).name}: not a baseline run (train it with --baseline)")
         if list((bckpt.get("split") or {}).get("val") or []) != val_ids:

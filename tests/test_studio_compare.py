@@ -1,0 +1,121 @@
+"""The Compare tab: distance colours, per-shoe comparison in the engine, and the tab through gradio_client."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from engine.cache import build_cache
+from engine.data.sample_shoes import build_sample
+from engine.evaluate.compare import (DISTANCE_SCALE, RAMP, compare_shoe, distance_colors, surface_distance,
+                                     worst_shoes)
+from engine.evaluate.mesh_eval import evaluate_run
+from engine.geometry.mesh import icosphere
+from engine.jobs import NULL_CONTEXT, JobRunner
+from engine.teachers.base import TeacherSettings
+from engine.train.distill3d import train_student
+from tests.conftest import free_port
+
+torch.set_num_threads(1)
+
+
+def test_distance_colors_run_blue_to_red_and_saturate():
+    c = distance_colors(np.array([0.0, DISTANCE_SCALE / 2, DISTANCE_SCALE, 10 * DISTANCE_SCALE]))
+    assert c.shape == (4, 4) and c.dtype == np.uint8 and (c[:, 3] == 255).all()
+    assert tuple(c[0, :3]) == RAMP[0][1] and tuple(c[2, :3]) == RAMP[-1][1] and (c[2] == c[3]).all()
+    assert tuple(c[1, :3]) == RAMP[2][1]  # the middle stop
+    assert distance_colors(np.zeros(0)).shape == (0, 4)
+    with pytest.raises(ValueError):
+        distance_colors(np.ones(3), scale=0)
+
+
+def test_surface_distance_is_zero_on_the_surface_and_measures_a_dent():
+    v, f = icosphere(3)  # radius 1: normalised, the diameter 2 becomes 1
+    v, f = v.numpy().astype(np.float64), f.numpy()
+    assert surface_distance(v, v, f, n_dense=100_000).max() < 0.01  # sample spacing only
+    assert surface_distance(v * 0.5 + 0.05, v, f, n_dense=100_000).max() < 0.01  # scale and shift cancel
+    dented = v.copy()
+    j = int(np.argmin(np.abs(v).max(axis=1)))  # a vertex away from the bbox extremes: the bbox stays put
+    dented[j] *= 0.8  # 0.2 inward = 0.1 in normalised units
+    d = surface_distance(dented, v, f, n_dense=100_000)
+    assert d[j] == pytest.approx(0.1, abs=0.01) and np.delete(d, j).max() < 0.01
+    with pytest.raises(ValueError):
+        surface_distance(np.zeros((0, 3)), v, f)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """3 sample shoes, their visual-hull cache and a 1-epoch tiny run, evaluated."""
+    base = tmp_path_factory.mktemp("compare")
+    roots = {k: base / k for k in ("data", "cache", "runs")}
+    for p in roots.values():
+        p.mkdir()
+    build_sample(NULL_CONTEXT, roots["data"] / "sample", count=3, seed=0)
+    build_cache(NULL_CONTEXT, roots["data"] / "sample", roots["cache"] / "c", settings=TeacherSettings(preset="fast"))
+    runner = JobRunner(runs_root=roots["runs"])
+    cfg = {"data": str(roots["data"] / "sample"), "cache": str(roots["cache"] / "c"), "epochs": 1, "batch_size": 2,
+           "n_points": 500, "target_points": 500, "val_fraction": 0.34, "seed": 0,
+           "student": {"width": 4, "hidden": 16, "image_size": 32}}
+    job = runner.submit(train_student, kind="train3d", config=cfg)
+    runner.wait(job, timeout=300)
+    assert runner.get(job)["state"] == "succeeded", runner.get(job)["error"]
+    report = evaluate_run(NULL_CONTEXT, roots["runs"] / job)
+    return base, roots, runner, job, report
+
+
+def test_compare_shoe_numbers_equal_the_evaluation(trained):
+    base, roots, _, run_id, report = trained
+    row = report["rows"][0]
+    res = compare_shoe(NULL_CONTEXT, roots["runs"] / run_id, row["id"], base / "out")
+    assert res["split"] == "val" and all(res[f"{k}_glb"].endswith(".glb") for k in ("teacher", "student", "gt"))
+    by_model = {r["model"]: r for r in res["rows"]}
+    for model in ("student", "teacher"):
+        for key, value in row[model].items():
+            assert by_model[model][key] == pytest.approx(value, rel=1e-9), (model, key)
+    assert res["distances"]["student"]["mean"] > 0 and not res["notes"]
+    assert worst_shoes(roots["runs"] / run_id)[0]["shoe"] == row["id"]
+
+
+def test_compare_tab_returns_three_meshes_and_a_metrics_table(trained):
+    from gradio_client import Client
+
+    from studio.app import build_app
+    from studio.context import Studio
+
+    base, roots, runner, run_id, _ = trained
+    studio = Studio(runner=runner, data_root=roots["data"], cache_root=roots["cache"], runs_root=roots["runs"],
+                    scratch=base / "scratch")
+    demo = build_app(studio)
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+        def run_and_poll(*args):
+            client.predict(*args, api_name="/compare_shoe")
+            end = time.time() + 120
+            while time.time() < end:
+                out = client.predict(run_id, api_name="/compare_poll")
+                if "data-state='succeeded'" in out[0] or "data-state='failed'" in out[0]:
+                    return out
+                time.sleep(0.3)
+            raise AssertionError("compare job did not finish")
+
+        out = run_and_poll(run_id, "best", "shoe_000")
+        bar, teacher, student, gt, table, notes = out[:6]
+        assert "succeeded" in bar and all(str(p).endswith(".glb") for p in (teacher, student, gt))
+        assert [r[0] for r in table["data"]] == ["teacher", "student"] and table["headers"][1] == "cd_l1"
+        assert all(isinstance(r[1], float) and r[1] > 0 for r in table["data"])
+        assert "shoe_000" in notes
+        bar = run_and_poll(run_id, "best", "no_such_shoe")[0]
+        assert "failed" in bar and "not found" in bar
+        bar, _timer = client.predict("../x", "best", "shoe_000", api_name="/compare_shoe")
+        assert "bad run ID" in bar
+        (roots["runs"] / "junk" / "checkpoints").mkdir(parents=True)
+        (roots["runs"] / "junk" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+        bar = run_and_poll("junk", "best", "shoe_000")[0]
+        assert "failed" in bar and "best.pt" in bar
+    finally:
+        demo.close()
