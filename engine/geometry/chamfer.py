@@ -5,7 +5,9 @@ distances computed in torch, so gradients flow to ``x`` and ``y``:
 
 * CPU tensors: ``scipy.spatial.cKDTree`` (exact, float64). Each query set is fed to the tree in the
   spatial order of its own KD-tree, which makes consecutive queries hit the same leaves (2-3x fewer
-  cache misses than random order). A fixed target set (teacher / ground-truth points) can be given
+  cache misses than random order). The trees of a batch and the queries, in chunks of
+  ``QUERY_CHUNK`` points, run as tasks on a shared pool of ``torch.get_num_threads()`` threads
+  (cKDTree releases the GIL), so batch 1 uses both cores and batch 8 spreads its items. A fixed target set (teacher / ground-truth points) can be given
   as a prebuilt ``PointTree`` (see ``KDTreeCache``) so only the moving side is rebuilt per step.
 * CUDA tensors: tiled brute force (``torch.cdist`` on row chunks + ``argmin``), memory bounded by
   ``TILE_ELEMENTS`` distances per tile.
@@ -23,6 +25,7 @@ papers), not PyTorch3D's sum of absolute coordinate differences.
 from __future__ import annotations
 
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -140,6 +143,26 @@ def _nn_brute(x: Tensor, y: Tensor) -> Tensor:
     return torch.cat(chunks, dim=1) if chunks else x.new_zeros(B, 0, dtype=torch.int64)
 
 
+QUERY_CHUNK = 4096  # queries per KD-tree task; tasks run on torch.get_num_threads() threads
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _chunks(n: int) -> int:
+    return max(1, -(-n // QUERY_CHUNK))
+
+
+def _map(fn, items, threads: int):
+    """``map(fn, items)`` on a shared thread pool when ``threads`` > 1 and there is more than one item
+    (cKDTree releases the GIL while it builds and queries), else inline. Results in input order."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return map(fn, items)
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS.setdefault(threads, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chamfer-kdtree"))
+    return pool.map(fn, items)
+
+
 def _uses_kdtree(x: Tensor, method: str) -> bool:
     return method == "kdtree" or (method == "auto" and isinstance(x, Tensor) and x.device.type == "cpu")
 
@@ -159,15 +182,27 @@ def _nn_pairs(x: Tensor, y: Tensor, y_trees, both: bool, method: str) -> tuple[T
         _raise_non_finite()
     ixy = np.empty(xn.shape[:2], dtype=np.int64)
     iyx = np.empty(yn.shape[:2], dtype=np.int64) if both else None
-    for b in range(len(xn)):
+    threads = max(1, torch.get_num_threads())
+
+    def trees(b: int) -> tuple[PointTree, PointTree]:
         given = y_trees[b] if y_trees is not None else None
         ty = given if given is not None else PointTree(yn[b])
         if given is not None and len(ty) != yn.shape[1]:
             raise ValueError(f"prebuilt tree {b} holds {len(ty)} points but y has {yn.shape[1]}")
-        tx = PointTree(xn[b])  # needed for y->x, and its order speeds up the x->y queries
-        ixy[b] = ty.query(xn[b], tx.order)
+        return ty, PointTree(xn[b])  # x's tree serves y->x, and its order speeds up the x->y queries
+
+    pairs = list(_map(trees, range(len(xn)), threads))
+    tasks = []  # (tree, queries, out, rows): out[rows] = tree.query(queries[rows]), rows in spatial order
+    for b, (ty, tx) in enumerate(pairs):
+        tasks += [(ty, xn[b], ixy[b], rows) for rows in np.array_split(tx.order, _chunks(len(tx.order)))]
         if both:
-            iyx[b] = tx.query(yn[b], ty.order)
+            tasks += [(tx, yn[b], iyx[b], rows) for rows in np.array_split(ty.order, _chunks(len(ty.order)))]
+
+    def run(task) -> None:
+        tree, queries, out, rows = task
+        out[rows] = tree.tree.query(queries[rows], workers=1)[1]
+
+    list(_map(run, tasks, threads))
     dev = x.device
     return torch.from_numpy(ixy).to(dev), (torch.from_numpy(iyx).to(dev) if both else None)
 
