@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.cli.teacher",
     "engine.cli.train",
     "engine.cli.vae",
+    "engine.cli.infer",
+    "engine.cli.export",
 )
 
 

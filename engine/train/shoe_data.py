@@ -65,16 +65,22 @@ def batch_views(views_u8: torch.Tensor, device="cpu") -> torch.Tensor:
     return views_u8.to(device=device, dtype=torch.float32).div_(255.0)
 
 
-def load_views_tensor(shoe, image_size: int) -> torch.Tensor:
-    """A shoe's views as uint8 (4, 4, S, S): ``VIEW_NAMES`` order, RGBA channels, missing views zero."""
-    from engine.data.layout import load_views
-
-    views = load_views(shoe, size=image_size)
+def stack_views(views: dict[str, np.ndarray], image_size: int) -> torch.Tensor:
+    """``{name: (S, S, 4) uint8 RGBA}`` (``photos.load_photo`` output) -> uint8 (4, 4, S, S) in ``VIEW_NAMES``
+    order, RGBA channels, missing views zero. Training and inference (``engine.infer``) both stack here."""
     stack = np.zeros((len(VIEW_NAMES), image_size, image_size, 4), np.uint8)
     for k, name in enumerate(VIEW_NAMES):
         if name in views:
             stack[k] = views[name]
     return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()  # (4, 4, S, S)
+
+
+def load_views_tensor(shoe, image_size: int) -> torch.Tensor:
+    """A shoe's views (a ``Shoe`` or a folder of ``<view>.png``) as uint8 (4, 4, S, S): ``VIEW_NAMES``
+    order, RGBA channels, missing views zero."""
+    from engine.data.layout import load_views
+
+    return stack_views(load_views(shoe, size=image_size), image_size)
 
 
 def gt_surface_points(obj_path: Path, shoe_id: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,235 @@
+"""ONNX helpers shared by every student: export, parity, ONNX Runtime sessions, latency.
+
+* ``export_onnx(module, example, path)`` writes ``module`` with a dynamic batch axis (axis 0 of every
+  input and output) through the TorchScript exporter (``dynamo=False``: the dynamo exporter needs
+  ``onnxscript``, which the project does not install), compacts the graph (``compact_model``), checks
+  the file with ``onnx.checker`` and writes it atomically.
+* ``compact_model(model)``: the TorchScript exporter writes one copy of a constant per use (the mesh
+  student's (V, 6) neighbour weights once per graph convolution); identical constants are merged and
+  int64 Gather indices that fit are stored as int32. Same numbers, a smaller file.
+* ``ort_session(path, threads)`` opens an ONNX Runtime CPU session with a fixed thread count, so that
+  timings are comparable between models and runs; a missing or unreadable file is a ``UserError``.
+* ``parity(module, session, inputs)`` is the max-abs-error between torch and ONNX Runtime outputs.
+* ``latency_torch`` / ``latency_ort``: median wall time of ``repeats`` calls after ``warmup`` calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from engine import storage
+from engine.config import UserError
+
+DEFAULT_OPSET = 17
+
+
+def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.Tensor], path: Path,
+                input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",),
+                opset: int = DEFAULT_OPSET, compact: bool = True) -> Path:
+    """Export ``module`` (put in eval mode) to ``path`` with axis 0 of every input/output named ``batch``.
+
+    ``example``: one tensor or a sequence of tensors (the example inputs); ``compact``: run
+    ``compact_model`` on the graph before writing. Returns ``path``.
+    """
+    import onnx
+
+    args = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    if len(args) != len(input_names):
+        raise ValueError(f"{len(args)} example inputs but {len(input_names)} input names")
+    dynamic = {name: {0: "batch"} for name in (*input_names, *output_names)}
+    was_training = module.training
+    module.eval()
+    buf = io.BytesIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # constants captured by the trace (camera rotations) are constants: the notice is noise here
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(module, args, buf, input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+    finally:
+        module.train(was_training)
+    model = onnx.load_from_string(buf.getvalue())
+    if compact:
+        compact_model(model)
+    onnx.checker.check_model(model)
+    return storage.write_bytes(Path(path), model.SerializeToString())
+
+
+def _has_subgraphs(graph) -> bool:
+    import onnx
+
+    kinds = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    return any(a.type in kinds for n in graph.node for a in n.attribute)
+
+
+def _replace(field, items: list) -> None:
+    """Set a repeated protobuf message field to ``items`` (copied first: they are its own elements)."""
+    copies = [type(x)() for x in items]
+    for new, old in zip(copies, items):
+        new.CopyFrom(old)
+    del field[:]
+    field.extend(copies)
+
+
+def compact_model(model) -> dict:
+    """Shrink an ``onnx.ModelProto`` in place without changing what it computes; returns counts.
+
+    1. An int64 ``Constant`` used only as the indices of ``Gather`` nodes, with every value inside the
+       int32 range, becomes int32 (``Gather`` accepts both index types).
+    2. ``Constant`` nodes with identical tensors (dtype, shape, bytes) collapse into the first one; so do
+       identical initializers that are not graph inputs.
+    Graphs with subgraphs (If / Loop / Scan) are left alone. Returns ``{"narrowed", "merged_constants",
+    "merged_initializers"}``.
+    """
+    from onnx import numpy_helper
+
+    g = model.graph
+    stats = {"narrowed": 0, "merged_constants": 0, "merged_initializers": 0}
+    if _has_subgraphs(g):
+        return stats
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for node in g.node:
+        for k, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node.op_type, k))
+    protected = {o.name for o in g.output} | {i.name for i in g.input}
+
+    def value_attr(node):
+        return node.attribute[0] if (node.op_type == "Constant" and len(node.attribute) == 1
+                                     and node.attribute[0].name == "value") else None
+
+    narrowed: set[str] = set()
+    for node in g.node:  # 1. narrow Gather indices
+        attr = value_attr(node)
+        if attr is None or node.output[0] in protected:
+            continue
+        arr = numpy_helper.to_array(attr.t)
+        used = uses.get(node.output[0], [])
+        if (arr.dtype == np.int64 and arr.size and used and all(u == ("Gather", 1) for u in used)
+                and arr.min() >= np.iinfo(np.int32).min and arr.max() <= np.iinfo(np.int32).max):
+            attr.t.CopyFrom(numpy_helper.from_array(arr.astype(np.int32), attr.t.name))
+            stats["narrowed"] += 1
+            narrowed.add(node.output[0])
+    _replace(g.value_info, [v for v in g.value_info if v.name not in narrowed])  # its recorded type was int64
+
+    def key(arr: np.ndarray) -> tuple:
+        return arr.dtype.str, arr.shape, hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+    rename: dict[str, str] = {}
+    first: dict[tuple, str] = {}
+    kept = []
+    for node in g.node:  # 2a. merge constants (inputs renamed as we go: a constant precedes its users)
+        for k, name in enumerate(node.input):
+            if name in rename:
+                node.input[k] = rename[name]
+        attr = value_attr(node)
+        if attr is not None and node.output[0] not in protected:
+            kk = key(numpy_helper.to_array(attr.t))
+            if kk in first:
+                rename[node.output[0]] = first[kk]
+                stats["merged_constants"] += 1
+                continue
+            first[kk] = node.output[0]
+        kept.append(node)
+    _replace(g.node, kept)
+
+    rename, first, inits = {}, {}, []  # 2b. merge initializers
+    for t in g.initializer:
+        if t.name in protected:
+            inits.append(t)
+            continue
+        kk = key(numpy_helper.to_array(t))
+        if kk in first:
+            rename[t.name] = first[kk]
+            stats["merged_initializers"] += 1
+        else:
+            first[kk] = t.name
+            inits.append(t)
+    if rename:
+        _replace(g.initializer, inits)
+        for node in g.node:
+            for k, name in enumerate(node.input):
+                if name in rename:
+                    node.input[k] = rename[name]
+    return stats
+
+
+def ort_session(path: Path, threads: int = 1):
+    """An ONNX Runtime CPU session for ``path`` using exactly ``threads`` intra-op threads (1 inter-op)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ONNX file")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own (pybind) exception types for bad files
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{path.name}: not a loadable ONNX model ({msg})") from None
+
+
+def _feeds(session, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    names = [i.name for i in session.get_inputs()]
+    return {n: t.detach().cpu().numpy() for n, t in zip(names, inputs)}
+
+
+def run_ort(session, *inputs: torch.Tensor) -> list[np.ndarray]:
+    """Run ``session`` on torch tensors; returns numpy outputs."""
+    return session.run(None, _feeds(session, inputs))
+
+
+def parity(module: torch.nn.Module, session, *inputs: torch.Tensor) -> float:
+    """Max-abs-error over all outputs between ``module(*inputs)`` (eval, no grad) and ONNX Runtime."""
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        out = module(*inputs)
+    module.train(was_training)
+    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    ort_outs = run_ort(session, *inputs)
+    return max(float(np.max(np.abs(o.detach().cpu().numpy() - r))) for o, r in zip(outs, ort_outs))
+
+
+def _median_time(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def latency_torch(module: torch.nn.Module, *inputs: torch.Tensor, warmup: int = 2, repeats: int = 7,
+                  threads: int | None = None) -> float:
+    """Median seconds of one eager ``module(*inputs)`` call (eval, no grad), optionally with ``threads``."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return _median_time(lambda: module(*inputs), warmup, repeats)
+    finally:
+        module.train(was_training)
+        torch.set_num_threads(old)
+
+
+def latency_ort(session, *inputs: torch.Tensor, warmup: int = 2, repeats: int = 7) -> float:
+    """Median seconds of one ``session.run`` on ``inputs``."""
+    feeds = _feeds(session, inputs)
+    return _median_time(lambda: session.run(None, feeds), warmup, repeats)

@@ -1,0 +1,181 @@
+"""ONNX export of the 3D student, INT8, inference on photos and the infer / export CLIs (tiny model, tiny data)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from engine import runs, storage
+from engine.cli import main as cli_main
+from engine.cli.train import RunContext
+from engine.config import UserError
+from engine.data.layout import list_shoes
+from engine.data.sample_shoes import build_sample
+from engine.export import export_student, ort_session, run_ort
+from engine.export.mesh_student import FACES_NAME, INT8_NAME, META_NAME, ONNX_NAME, sidecar_paths
+from engine.geometry.camera import VIEW_NAMES
+from engine.infer import infer, load_predictor, views_from_photos
+from engine.jobs import NULL_CONTEXT
+from engine.train.distill3d import load_student, train_student
+from engine.train.shoe_data import load_views_tensor
+
+torch.set_num_threads(1)
+TINY = {"width": 4, "hidden": 8, "blocks": 1, "sampled": 4, "image_size": 32}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """4 procedural shoes and a 1-epoch GT-only (baseline) run of a tiny student with 2 val shoes."""
+    root = tmp_path_factory.mktemp("export3d")
+    build_sample(NULL_CONTEXT, root / "data", count=4, seed=0)
+    cfg = {"data": str(root / "data"), "baseline": True, "epochs": 1, "batch_size": 2, "n_points": 300,
+           "target_points": 300, "val_fraction": 0.5, "seed": 1, "device": "cpu", "student": TINY}
+    run = runs.create_run("train3d", cfg, root=root / "runs")
+    train_student(RunContext(run, quiet=True), cfg)
+    return {"root": root, "run": run, "data": root / "data"}
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported")
+    report = export_student(NULL_CONTEXT, trained["run"], out_dir=out, int8=True, threads=1, repeats=1, rounds=1)
+    return {"out": out, "report": report}
+
+
+def cli(argv, capsys) -> tuple[int, str, str]:
+    code = cli_main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def mesh_vertices(path: Path) -> int:
+    mesh = trimesh.load(path, force="mesh", process=False)
+    return len(mesh.vertices)
+
+
+def test_onnx_matches_torch_on_random_and_real_views_at_batch_1_and_3(trained, exported):
+    student, ckpt = load_student(trained["run"] / "checkpoints" / "best.pt")
+    session = ort_session(exported["out"] / ONNX_NAME, threads=1)
+    val = [s for s in list_shoes(trained["data"]) if s.id in ckpt["split"]["val"]]
+    assert len(val) == 2
+    real = torch.stack([load_views_tensor(s, 32) for s in val]).float() / 255.0  # (2, 4, 4, 32, 32)
+    rand = torch.rand(3, 4, 4, 32, 32, generator=torch.Generator().manual_seed(7))
+    for x in (real[:1], real[[0, 1, 0]], rand[:1], rand):
+        with torch.no_grad():
+            ref = student(x).numpy()
+        (out,) = run_ort(session, x)
+        assert out.shape == (len(x), 2562, 3)
+        assert np.abs(out - ref).max() <= 1e-4
+    rows = exported["report"]["parity_rows"]
+    assert {(r["inputs"], r["batch"]) for r in rows} == {(i, b) for i in ("val shoes", "random views") for b in (1, 3)}
+    assert all(r["ok"] and r["max_abs_err"] <= 1e-4 and r["cd_l1"] < 1e-4 for r in rows)
+    assert exported["report"]["parity_ok"] and exported["report"]["val_shoes"] == ckpt["split"]["val"]
+
+
+def test_export_files_report_and_int8_model(trained, exported):
+    out, rep = exported["out"], exported["report"]
+    assert rep["files"] == {"onnx": str(out / ONNX_NAME), "onnx_int8": str(out / INT8_NAME),
+                            "faces": str(out / FACES_NAME), "meta": str(out / META_NAME)}
+    meta = json.loads((out / META_NAME).read_text())
+    assert meta["image_size"] == 32 and meta["views"] == list(VIEW_NAMES) and meta["student_config"]["width"] == 4
+    assert meta["input"]["shape"] == ["batch", 4, 4, 32, 32] and meta["faces"] == FACES_NAME
+    faces = np.asarray(json.loads((out / FACES_NAME).read_text())["faces"])
+    student, _ = load_student(trained["run"] / "checkpoints" / "best.pt")
+    assert np.array_equal(faces, student.faces.numpy())
+    saved = json.loads((out / "export.json").read_text())
+    assert saved["markdown"] == rep["markdown"] and "| val shoes | 3 |" in rep["markdown"]
+    q = rep["int8"]
+    assert q["bytes"] == (out / INT8_NAME).stat().st_size and q["size_pct"] < 100
+    assert q["shoes"] == 2 and q["cd_l1_change"] == pytest.approx(q["cd_l1_int8"] - q["cd_l1_fp32"])
+    assert 0 < q["max_abs_err_vs_fp32"] < 0.1  # quantised: not identical, not broken
+    assert [r["runtime"] for r in rep["latency_rows"]] == ["torch eager", "onnxruntime fp32", "onnxruntime int8"]
+    assert all(r["ms_per_shoe"] > 0 and r["threads"] == 1 for r in rep["latency_rows"])
+    int8 = load_predictor(out / INT8_NAME, threads=1)  # the INT8 model loads and runs
+    verts = int8.predict(load_views_tensor(list_shoes(trained["data"])[0], 32))
+    assert verts.shape == (2562, 3) and np.isfinite(verts).all() and int8.kind == "onnx"
+    assert sidecar_paths(out / INT8_NAME) == (out / META_NAME, out / FACES_NAME)
+
+
+def test_views_from_photos_matches_training_preprocessing(trained, tmp_path):
+    shoe = list_shoes(trained["data"])[0]
+    full = views_from_photos(dict(shoe.view_paths), 32)
+    assert torch.equal(full, load_views_tensor(shoe, 32)) and full.dtype == torch.uint8
+    front = views_from_photos({"front": shoe.view_paths["front"], "left": None}, 32)
+    assert torch.equal(front[0], full[0]) and not front[1:].any()
+    rgba = np.asarray(Image.open(shoe.view_paths["front"]).convert("RGBA"))  # RGB on white: mask from backdrop
+    rgb = np.where(rgba[:, :, 3:] > 127, rgba[:, :, :3], 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "front.jpg", quality=95)
+    alpha = views_from_photos({"front": tmp_path / "front.jpg"}, 32)[0, 3] > 127
+    assert (alpha == (full[0, 3] > 127)).float().mean() > 0.97
+    for bad, msg in (({}, "no photos"), ({"top": tmp_path / "front.jpg"}, "unknown view"),
+                     ({"front": tmp_path / "missing.png"}, "no such file")):
+        with pytest.raises(UserError, match=msg):
+            views_from_photos(bad, 32)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="bad.png"):
+        views_from_photos({"front": tmp_path / "bad.png"}, 32)
+
+
+def test_infer_cli_writes_2562_vertex_meshes_from_a_shoe_dir_a_front_photo_and_the_onnx_file(trained, exported,
+                                                                                          tmp_path, capsys):
+    shoe = list_shoes(trained["data"])[1]
+    ckpt = trained["run"] / "checkpoints" / "best.pt"
+    folder = trained["data"] / "input_images" / shoe.id
+    cases = [([ckpt, "--shoe-dir", folder], "a.glb"), ([ckpt, "--front", shoe.view_paths["front"]], "b.obj"),
+             ([exported["out"] / ONNX_NAME, "--shoe-dir", folder], "c.glb")]
+    for args, name in cases:
+        code, out, err = cli(["infer", "--checkpoint", *args, "--out", tmp_path / name, "--threads", 1], capsys)
+        assert code == 0, err
+        assert mesh_vertices(tmp_path / name) == 2562 and "2562 vertices" in out
+    torch_mesh = trimesh.load(tmp_path / "a.glb", force="mesh", process=False)
+    onnx_mesh = trimesh.load(tmp_path / "c.glb", force="mesh", process=False)
+    assert np.abs(np.asarray(torch_mesh.vertices) - np.asarray(onnx_mesh.vertices)).max() <= 1e-4
+    res = infer(NULL_CONTEXT, ckpt, tmp_path / "d.obj", photos={"front": shoe.view_paths["front"]})
+    assert res["vertices"] == 2562 and res["faces"] == 5120 and res["views"] == ["front"] and res["kind"] == "torch"
+
+
+def test_wrong_checkpoints_are_one_line_errors(trained, exported, tmp_path, capsys):
+    shoe_dir = trained["data"] / "input_images" / list_shoes(trained["data"])[0].id
+    storage.torch_save(tmp_path / "tinyvae_best.pth", {"student_state_dict": {"w": torch.zeros(2)}, "config": {}})
+    storage.torch_save(tmp_path / "other.pt", {"kind": "tiny-vae", "state_dict": {}})
+    (tmp_path / "junk.pt").write_text("junk\n")
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / ONNX_NAME).write_bytes((exported["out"] / ONNX_NAME).read_bytes())
+    (tmp_path / "fake.onnx").write_bytes(b"\x00not onnx")
+    (tmp_path / "fake.json").write_text((exported["out"] / META_NAME).read_text())
+    (tmp_path / "fake.faces.json").write_text((exported["out"] / FACES_NAME).read_text())
+    cases = {tmp_path / "tinyvae_best.pth": "TinyVAE", tmp_path / "other.pt": "kind 'tiny-vae'",
+             tmp_path / "junk.pt": "not a readable weights file", lone / ONNX_NAME: "student.json is missing",
+             tmp_path / "fake.onnx": "not a loadable ONNX model", tmp_path / "nothing.pt": "no such"}
+    for path, msg in cases.items():
+        code, _, err = cli(["infer", "--checkpoint", path, "--shoe-dir", shoe_dir, "--out", tmp_path / "x.glb"], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], (path, err)
+    code, _, err = cli(["infer", "--checkpoint", tmp_path / "junk.pt", "--shoe-dir", shoe_dir, "--out",
+                        tmp_path / "x.txt"], capsys)
+    assert code == 2 and ".glb or .obj" in err
+    assert not (tmp_path / "x.glb").exists()
+
+
+def test_export_cli_end_to_end(trained, tmp_path, capsys):
+    run = trained["run"]
+    out = tmp_path / "export"
+    code, printed, err = cli(["export", "--run", run.name, "--runs", run.parent, "--int8", "--threads", 1,
+                              "--checkpoint", "last", "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    for name in (ONNX_NAME, INT8_NAME, FACES_NAME, META_NAME, "export.json", "export.md"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "export.json").read_text())
+    assert report["checkpoint"] == "last" and report["run"] == run.name and report["parity_ok"]
+    assert "## Latency" in printed and "onnxruntime int8" in printed
+    code, _, err = cli(["export", "--run", run.name, "--runs", run.parent, "--out", out, "--quiet"], capsys)
+    assert code == 0 and not (out / INT8_NAME).exists()  # a re-export without --int8 drops the stale file
+    assert json.loads((out / "export.json").read_text())["int8"] is None
+    code, _, err = cli(["export", "--run", "no-such-run", "--runs", run.parent], capsys)
+    assert code == 2 and err.strip().startswith("error: ") and "no such run" in err
