@@ -1,0 +1,141 @@
+"""Benchmark of issue 6: the exported 3D student (ONNX Runtime FP32 / INT8, torch eager) vs the visual-hull teacher.
+
+    .venv/bin/python bench/bench_export3d.py --quick          # random-init student, 3 fresh sample shoes (< 1 min)
+    .venv/bin/python bench/bench_export3d.py                  # random-init student, 8 sample shoes, more repeats
+    .venv/bin/python bench/bench_export3d.py --run ID [--runs DIR]   # a trained run: its best checkpoint, val shoes
+
+One process, side by side: ``engine.export.export_student`` exports the student (default
+``StudentConfig`` when no run is given: speed and file size do not depend on the weights) with INT8,
+checks parity and measures torch eager / ORT FP32 / ORT INT8 at batch 1 on ``--threads`` threads
+(alternating rounds, median); then the ``visual-hull`` teacher (balanced preset) runs on the same shoes
+(its ``predict`` on the 256 px views, loading excluded, as the student's time excludes loading).
+Targets (issue 6): ORT <= 15 ms per shoe on 2 CPU cores; >= 100x faster than the visual hull; INT8
+file <= 30 % of FP32; the INT8 CD-L1 change is reported (meaningful for a trained run only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from engine.cli import CliProgress  # noqa: E402
+
+TARGET_ORT_MS, TARGET_SPEEDUP, TARGET_INT8_PCT = 15.0, 100.0, 30.0
+
+
+def random_run(work: Path, shoes: int) -> Path:
+    """A run folder holding a random-init default student whose val split is ``shoes`` fresh sample shoes."""
+    from engine.data.sample_shoes import build_sample
+    from engine.jobs import NULL_CONTEXT
+    from engine.students.mesh_student import MeshStudent, StudentConfig
+    from engine.train.distill3d import save_checkpoint
+
+    data = work / "data"
+    build_sample(NULL_CONTEXT, data, count=shoes, seed=0)
+    torch.manual_seed(0)
+    model = MeshStudent(StudentConfig())
+    ids = sorted(p.name for p in (data / "input_images").iterdir())
+    run = work / "runs" / "random-init"
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_checkpoint(run / "checkpoints" / "best.pt", model, None, {"data": str(data), "random_init": True}, 0, None,
+                    None, {"train": [], "val": ids})
+    return run
+
+
+def teacher_seconds(data: Path, ids: list[str]) -> list[float]:
+    """Visual-hull (balanced) ``predict`` seconds per shoe on the shoes' full-size views."""
+    from engine.data.layout import find_shoe, load_views
+    from engine.teachers.base import TeacherSettings, get_teacher
+
+    teacher, settings = get_teacher("visual-hull"), TeacherSettings(preset="balanced")
+    out = []
+    for sid in ids:
+        views = load_views(find_shoe(data, sid))
+        t = time.perf_counter()
+        teacher.predict(views, settings)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "MISS")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 sample shoes, fewer repeats (under a minute)")
+    ap.add_argument("--run", default=None, help="a trained 3D run ID (default: a random-init student)")
+    ap.add_argument("--runs", default=None, help="runs folder for --run (default $DS_RUNS or ./runs)")
+    ap.add_argument("--shoes", type=int, default=None, help="sample shoes without --run (default 3 quick, 8 full)")
+    ap.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default 2)")
+    ap.add_argument("--out", default=None, help="export folder (default: a temporary folder)")
+    ap.add_argument("--json", action="store_true", help="also print the export report as JSON")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from engine import runs
+    from engine.export import export_student
+    from engine.train.distill3d import load_checkpoint
+
+    work = Path(tempfile.mkdtemp(prefix="bench_export3d_"))
+    t0 = time.time()
+    load0 = os.getloadavg()[0]
+    if args.run:
+        run = runs.run_dir(args.run, Path(args.runs).resolve() if args.runs else None)
+    else:
+        run = random_run(work, args.shoes or (3 if args.quick else 8))
+    rounds, repeats = (2, 3) if args.quick else (5, 7)
+    out = Path(args.out) if args.out else work / "export"
+    print(f"bench_export3d: run {run.name} ({'random-init default student' if not args.run else 'trained'}), "
+          f"{args.threads} threads, torch {torch.__version__}, {os.cpu_count()} cores, load {load0:.1f}, "
+          f"export to {out}", flush=True)
+    rep = export_student(CliProgress(), run, out_dir=out, int8=True, threads=args.threads, repeats=repeats,
+                         rounds=rounds)
+    ckpt_data = Path(load_checkpoint(run / "checkpoints" / "best.pt")["train_config"]["data"])
+    ids = rep["val_shoes"]
+    vh = teacher_seconds(ckpt_data, ids) if ids else []
+    lat = {r["runtime"]: r["ms_per_shoe"] for r in rep["latency_rows"]}
+    ort_ms, q = lat["onnxruntime fp32"], rep["int8"]
+    vh_s = statistics.mean(vh) if vh else None
+    speedup = vh_s * 1000 / ort_ms if vh_s else None
+    parity = max(r["max_abs_err"] for r in rep["parity_rows"])
+    change = (f"{q['cd_l1_change']:+.5f} ({q['cd_l1_change_pct']:+.2f} %) on {q['shoes']} shoes"
+              if q["cd_l1_change"] is not None else "-")
+    rows = [
+        (f"ORT FP32 ms/shoe (batch 1, {args.threads} threads)", f"{ort_ms:.2f}", f"<= {TARGET_ORT_MS:g}",
+         ort_ms <= TARGET_ORT_MS),
+        ("ORT INT8 ms/shoe", f"{lat['onnxruntime int8']:.2f}", "", None),
+        ("torch eager ms/shoe", f"{lat['torch eager']:.2f}", "", None),
+        (f"visual-hull (balanced) s/shoe, {len(vh)} shoes", f"{vh_s:.3f}" if vh_s else "-", "", None),
+        ("visual hull time / ORT FP32 time", f"{speedup:.2f}x" if speedup else "-", f">= {TARGET_SPEEDUP:g}x",
+         speedup >= TARGET_SPEEDUP if speedup else None),
+        ("ORT FP32 speed-up vs torch eager", f"{lat['torch eager'] / ort_ms:.2f}x", "", None),
+        ("INT8 file size, % of FP32", f"{q['size_pct']:.1f} % ({q['bytes'] / 2**20:.2f} / "
+         f"{q['fp32_bytes'] / 2**20:.2f} MB)", f"<= {TARGET_INT8_PCT:g} %", q["size_pct"] <= TARGET_INT8_PCT),
+        ("INT8 CD-L1 change vs GT (ORT INT8 - FP32)", change, "reported", None),
+        ("parity: max abs err torch vs ORT (val + random, b 1/3)", f"{parity:.2e}", "<= 1e-4", rep["parity_ok"]),
+    ]
+    print(f"\n{'measure':<58}{'value':>34}  {'target':>10}  ok")
+    print("-" * 110)
+    for name, value, target, ok in rows:
+        print(f"{name:<58}{value:>34}  {target:>10}  {verdict(ok)}")
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end (was {load0:.1f}); total {time.time() - t0:.1f} s; "
+          f"latency: {rounds} alternating rounds x {repeats} calls, median")
+    if not args.run:
+        print("random-init student: speed and file sizes equal a trained one's; its INT8 CD-L1 change says little "
+              "about a trained model (use --run)")
+    if args.json:
+        print(json.dumps({k: v for k, v in rep.items() if k != "markdown"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
