@@ -60,6 +60,8 @@ TOLERANCE = 1e-4  # max abs error (world units) the FP32 export must stay within
 PARITY_BATCHES = (1, 3)
 RANDOM_SEED = 0
 CHECKPOINT_NAMES = ("best", "last")
+EXPORT_DIR = "export"  # default out_dir inside the run folder
+REPORT_NAME = "export.json"
 
 
 def checkpoint_file(run_dir: Path, which: str) -> Path:
@@ -269,7 +271,7 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
     student, ckpt = load_student(checkpoint_file(run_dir, checkpoint))
     cfg = student.config
     s = cfg.image_size
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "export"
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx.progress(0.02, "loading the val shoes")
     ids, views_u8, gts = val_shoes(ckpt, s, ctx.log)
@@ -322,7 +324,7 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
               "seconds": round(time.perf_counter() - t0, 3), "created": time.time()}
     report["markdown"] = format_markdown(report)
     storage.write_text(out_dir / "export.md", report["markdown"])
-    storage.write_json(out_dir / "export.json", report)
+    storage.write_json(out_dir / REPORT_NAME, report)
     ctx.log(f"exported {run_dir.name} ({checkpoint}) to {out_dir}")
     ctx.progress(1.0, "export done")
     return report

@@ -1,7 +1,9 @@
-"""The Compare tab: distance colours, per-shoe comparison in the engine, and the tab through gradio_client."""
+"""The Compare and Export tabs: distance colours, per-shoe comparison in the engine, and both tabs through
+gradio_client (dataset shoe, uploaded photos, ONNX export and the exported model on photos)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,44 +80,80 @@ def test_compare_shoe_numbers_equal_the_evaluation(trained):
     assert worst_shoes(roots["runs"] / run_id)[0]["shoe"] == row["id"]
 
 
-def test_compare_tab_returns_three_meshes_and_a_metrics_table(trained):
+@pytest.fixture(scope="module")
+def client(trained):
     from gradio_client import Client
 
     from studio.app import build_app
     from studio.context import Studio
 
-    base, roots, runner, run_id, _ = trained
+    base, roots, runner, _run_id, _ = trained
     studio = Studio(runner=runner, data_root=roots["data"], cache_root=roots["cache"], runs_root=roots["runs"],
                     scratch=base / "scratch")
     demo = build_app(studio)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
 
-        def run_and_poll(*args):
-            client.predict(*args, api_name="/compare_shoe")
-            end = time.time() + 120
-            while time.time() < end:
-                out = client.predict(run_id, api_name="/compare_poll")
-                if "data-state='succeeded'" in out[0] or "data-state='failed'" in out[0]:
-                    return out
-                time.sleep(0.3)
-            raise AssertionError("compare job did not finish")
 
-        out = run_and_poll(run_id, "best", "shoe_000")
-        bar, teacher, student, gt, table, notes = out[:6]
-        assert "succeeded" in bar and all(str(p).endswith(".glb") for p in (teacher, student, gt))
-        assert [r[0] for r in table["data"]] == ["teacher", "student"] and table["headers"][1] == "cd_l1"
-        assert all(isinstance(r[1], float) and r[1] > 0 for r in table["data"])
-        assert "shoe_000" in notes
-        bar = run_and_poll(run_id, "best", "no_such_shoe")[0]
-        assert "failed" in bar and "not found" in bar
-        bar, _timer = client.predict("../x", "best", "shoe_000", api_name="/compare_shoe")
-        assert "bad run ID" in bar
-        (roots["runs"] / "junk" / "checkpoints").mkdir(parents=True)
-        (roots["runs"] / "junk" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
-        bar = run_and_poll("junk", "best", "shoe_000")[0]
-        assert "failed" in bar and "best.pt" in bar
-    finally:
-        demo.close()
+def run_and_poll(client, start_api: str, poll_api: str, start_args=(), poll_args=(), timeout: float = 180):
+    """Start a job through ``start_api`` and poll ``poll_api`` until its progress shows a final state."""
+    first = client.predict(*start_args, api_name=start_api)
+    if "job-progress" not in str(first[0]):
+        return first  # refused up front (a message, no job)
+    end = time.time() + timeout
+    while time.time() < end:
+        out = client.predict(*poll_args, api_name=poll_api)
+        if "data-state='succeeded'" in out[0] or "data-state='failed'" in out[0]:
+            return out
+        time.sleep(0.3)
+    raise AssertionError(f"{start_api}: the job did not finish")
+
+
+def test_compare_tab_returns_three_meshes_and_a_metrics_table(trained, client):
+    from gradio_client import handle_file
+
+    _, roots, _, run_id, _ = trained
+
+    def compare(*args):
+        return run_and_poll(client, "/compare_shoe", "/compare_poll", args, (run_id,))
+
+    bar, teacher, student, gt, table, notes = compare(run_id, "best", "shoe_000")[:6]
+    assert "succeeded" in bar and all(str(p).endswith(".glb") for p in (teacher, student, gt))
+    assert [r[0] for r in table["data"]] == ["teacher", "student"] and table["headers"][1] == "cd_l1"
+    assert all(isinstance(r[1], float) and r[1] > 0 for r in table["data"])
+    assert "shoe_000" in notes
+    bar = compare(run_id, "best", "no_such_shoe")[0]
+    assert "failed" in bar and "not found" in bar
+    bar, _timer = client.predict("../x", "best", "shoe_000", api_name="/compare_shoe")
+    assert "bad run ID" in bar
+    (roots["runs"] / "junk" / "checkpoints").mkdir(parents=True)
+    (roots["runs"] / "junk" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    bar = compare("junk", "best", "shoe_000")[0]
+    assert "failed" in bar and "best.pt" in bar
+    # uploaded photos: the student mesh at once, no GT
+    front = roots["data"] / "sample" / "input_images" / "shoe_001" / "front.png"
+    out = run_and_poll(client, "/compare_photos", "/compare_poll",
+                       (run_id, "best", handle_file(str(front)), None, None, None), (run_id,))
+    assert "succeeded" in out[0] and str(out[2]).endswith(".glb") and out[1] is None and out[3] is None
+    assert "front" in out[5]
+
+
+def test_export_tab_exports_measures_and_runs_the_onnx_student(trained, client):
+    from gradio_client import handle_file
+
+    _, roots, _, run_id, _ = trained
+    out = run_and_poll(client, "/export_run", "/export_poll", (run_id, "best", True, 1))
+    bar, parity, latency, summary, files = out[:5]
+    assert "succeeded" in bar, bar
+    assert parity["headers"][:2] == ["model", "inputs"] and all(r[-1] is True for r in parity["data"])
+    assert {r[0] for r in latency["data"]} == {"torch eager", "onnxruntime fp32", "onnxruntime int8"}
+    names = sorted(Path(f).name for f in files)
+    assert "student.onnx" in names and "student.int8.onnx" in names and "student.faces.json" in names
+    assert (roots["runs"] / run_id / "export" / "export.json").is_file()
+    front = roots["data"] / "sample" / "input_images" / "shoe_002" / "front.png"
+    out = run_and_poll(client, "/export_try", "/export_poll", (run_id, "int8", handle_file(str(front)), None, None, None))
+    assert "succeeded" in out[0] and str(out[5]).endswith(".glb") and "2562 vertices" in out[6]
+    bar, _timer = client.predict("../x", "fp32", None, None, None, None, api_name="/export_try")
+    assert "export the run first" in bar
