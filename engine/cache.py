@@ -182,7 +182,7 @@ def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: st
         path = storage.torch_save(entry_path(cache_dir, shoe.id), make_entry(result.vertices, result.faces, shoe.id))
         record.update(status="ok", bytes=path.stat().st_size, vertices=int(len(result.vertices)),
                       faces=int(len(result.faces)), **_gt_metrics(shoe, result.vertices, result.faces))
-    except (TeacherUnavailable, JobCancelled):
+    except (TeacherUnavailable, storage.DiskFull, JobCancelled):
         raise  # nothing would work for the other shoes either / the user asked to stop
     except UserError as exc:
         record["error"] = str(exc)

@@ -218,9 +218,9 @@ class JobRunner:
             msg = str(exc).strip() or type(exc).__name__
             with job._lock:
                 job.error, job.traceback = msg, traceback.format_exc()
-            job._log(f"error: {msg}")
+            _best_effort(job, job._log, f"error: {msg}")  # the disk may be full: still finish the job
             if job.run_dir:
-                runs.append_log(job.run_dir, job.traceback)
+                _best_effort(job, runs.append_log, job.run_dir, job.traceback)
             self._finish(job, "failed", msg)
         else:
             if job._cancel.is_set():
@@ -234,8 +234,8 @@ class JobRunner:
             if progress is not None:
                 job.progress = progress
         if job.run_dir:
-            runs.write_status(job.run_dir, state=state, message=message, finished=job.finished,
-                              progress=job.progress, error=job.error)
+            _best_effort(job, runs.write_status, job.run_dir, state=state, message=message, finished=job.finished,
+                         progress=job.progress, error=job.error)
         job._done.set()
 
     # -- controlling and reading -------------------------------------------------------------
@@ -269,6 +269,16 @@ class JobRunner:
         """Block until the job ends (or ``timeout`` s pass); returns its snapshot."""
         self._jobs[job_id]._done.wait(timeout)
         return self._jobs[job_id].snapshot()
+
+
+def _best_effort(job: Job, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run a run-folder write of the runner's own bookkeeping; a failure (full disk) goes to the
+    in-memory log tail instead of killing the worker thread."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - OSError, DiskFull: the job's state in memory stays right
+        with job._lock:
+            job.logs.append(f"[{time.strftime('%H:%M:%S')}] could not write to the run folder: {exc}")
 
 
 def _pid() -> int:

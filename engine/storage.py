@@ -3,32 +3,48 @@
 Every write goes to a temporary file in the same folder, is flushed and fsynced, then moved over the
 target with ``os.replace`` — a reader (or a process restarted after SIGKILL) sees the old file or the
 new one, never half of one. Checkpoints and caches are loaded with ``torch.load(weights_only=True)``.
+A full disk (``ENOSPC`` / ``EDQUOT``) during a write is a ``DiskFull`` error (a ``UserError``) naming the
+file; the temporary file is removed and the previous version of the target is kept.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.config import UserError
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(UserError):
+    """No space left (or quota exceeded) while writing a file: free space and run the job again."""
+
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; data, caches and runs are ordinary readable files
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            raise DiskFull(f"no space left on the device while writing {path} ({os.strerror(exc.errno)}); "
+                           "free some space and run it again (files written before are kept)") from None
         raise
     return path
 
@@ -57,10 +73,18 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def torch_save(path: Path, obj: Any) -> Path:
-    """``torch.save`` atomically. ``obj`` must hold tensors, numbers, strings, lists and dicts only."""
+    """``torch.save`` atomically. ``obj`` must hold tensors, numbers, strings, lists and dicts only.
+
+    Serialised in memory first: torch's zip writer turns a failing ``write`` (a full disk) into a bare
+    ``RuntimeError``; writing the bytes ourselves keeps the ``OSError`` and so the ``DiskFull`` message.
+    """
+    import io
+
     import torch
 
-    return _atomic(path, lambda f: torch.save(obj, f), "wb")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_bytes(path, buf.getbuffer())
 
 
 def torch_load(path: Path, map_location: str = "cpu") -> Any:
@@ -82,5 +106,10 @@ def torch_load(path: Path, map_location: str = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, struct.error) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        first = lines[0] if lines else type(exc).__name__
+        if first.startswith("Weights only load failed"):  # torch's advice there (weights_only=False) is unsafe
+            why = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "not a weights file")
+            raise UserError(f"{path.name}: not a plain weights file: safe loading (weights_only) refused it "
+                            f"({why[:160]})") from None
         raise UserError(f"{path.name}: not a readable weights file ({first[:200]})") from None

@@ -7,6 +7,29 @@ import time
 import gradio as gr
 
 
+def photo_upload(**kwargs) -> gr.Image:
+    """A ``gr.Image(type="filepath")`` whose upload always reaches the handler.
+
+    ``gr.Image`` opens every upload with PIL before the handler runs; a file PIL cannot read (a text file
+    named .png, an empty or truncated file, a decompression bomb) then fails inside Gradio with a bare
+    "Error". This one hands such a file's path (already checked by Gradio to be an upload) to the handler
+    unchanged, so the engine's photo loader answers with its message naming the file. (The preprocess is
+    wrapped on the instance: subclassing a Gradio component writes a ``.pyi`` stub next to this file.)"""
+    image = gr.Image(type="filepath", **kwargs)
+    strict = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return strict(payload)
+        except Exception:  # noqa: BLE001 - anything PIL raises; the engine's loader says what is wrong
+            if payload is None or getattr(payload, "path", None) is None:
+                raise
+            return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
 def planned(what: str, issue: str) -> gr.Markdown:
     """The honest placeholder for a tab whose capability has not landed yet: says what it will do."""
     return gr.Markdown(f"**Not available yet** ({issue}).\n\nThis tab will {what}", elem_classes=["planned"])

@@ -20,11 +20,13 @@ class Studio:
         self.scratch.mkdir(parents=True, exist_ok=True)  # viewer GLBs and downloads handed to Gradio
 
     def dataset_path(self, name: str) -> Path:
-        """A dataset chosen in the UI: a folder name under the data root, or a path inside the roots."""
+        """A dataset chosen in the UI: a folder name under the data root, or a path inside it. Symlinks are
+        resolved first, so a link under the data root that points elsewhere is refused too."""
         if not name:
             raise config.UserError("choose a dataset first")
         if "/" not in name and "\\" not in name:
             config.validate_id(name, "dataset name")
+            config.confine(self.data_root / name, [self.data_root], "dataset folder")
             return self.data_root / name
         return config.confine(name, [self.data_root], "dataset folder")
 

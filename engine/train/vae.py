@@ -301,8 +301,8 @@ def run_vae_distillation(ctx, config: dict[str, Any] | None = None, **options: A
                 opt.step()
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 if not math.isfinite(values["loss"]):
-                    raise RuntimeError(f"{phase} epoch {epoch} step {step}: loss is {values['loss']} "
-                                       "(diverged; lower learning_rate)")
+                    raise UserError(f"training diverged: {phase} epoch {epoch} step {step}: loss is {values['loss']}; "
+                                    f"lower learning_rate (now {lr:g})")
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
                 record({"kind": "batch", "phase": phase, "epoch": epoch, "step": step, **values, "lr": lr,

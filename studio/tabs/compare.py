@@ -15,7 +15,7 @@ from engine.evaluate.mesh_eval import METRICS, checkpoint_path
 from engine.geometry.camera import VIEW_NAMES
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, is_finished, progress_html
+from studio.components import error_text, is_finished, photo_upload, progress_html
 from studio.context import Studio
 from studio.tabs.train3d import train_runs
 
@@ -68,8 +68,8 @@ def build(studio: Studio) -> None:
             go = gr.Button("Compare", variant="primary", elem_id="compare-go")
     with gr.Tab("Upload photos"):
         with gr.Row():
-            uploads = [gr.Image(type="filepath", label=name, image_mode="RGBA", height=140, sources=["upload"],
-                                elem_id=f"compare-upload-{name}") for name in VIEW_NAMES]
+            uploads = [photo_upload(label=name, image_mode="RGBA", height=140, sources=["upload"],
+                                    elem_id=f"compare-upload-{name}") for name in VIEW_NAMES]
         with gr.Row():
             go_photos = gr.Button("Run the student", variant="primary", elem_id="compare-photos-go")
             teacher = gr.Dropdown(choices=teacher_names(), value=teacher_names()[0], label="Teacher")

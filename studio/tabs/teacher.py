@@ -9,7 +9,7 @@ from engine.data.mesh_files import DOWNLOAD_FORMATS, simplify, write_mesh
 from engine.geometry.camera import VIEW_NAMES
 from engine.teachers.base import PRESETS, teacher_availability, teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, is_finished, progress_html
+from studio.components import error_text, is_finished, photo_upload, progress_html
 from studio.context import Studio
 
 
@@ -29,7 +29,7 @@ def build(studio: Studio) -> None:
                 shoe = gr.Dropdown(choices=[], label="Shoe", allow_custom_value=True)
             with gr.Tab("Upload photos"):
                 with gr.Row():
-                    uploads = [gr.Image(type="filepath", label=name, image_mode="RGBA", height=140,
+                    uploads = [photo_upload(label=name, image_mode="RGBA", height=140,
                                         sources=["upload"], elem_id=f"teacher-upload-{name}") for name in VIEW_NAMES]
             source = gr.Radio(["dataset shoe", "uploaded photos"], value="dataset shoe", label="Use")
             with gr.Row():

@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import runs
-from engine.config import UserError
+from engine.config import UserError, confine
 from engine.evaluate.vae_report import format_markdown
 from engine.train.vae import run_vae_distillation
 from studio.components import error_text, is_finished, progress_html
@@ -29,6 +29,16 @@ def live_view(studio: Studio, run_id: str | None):
     grid = path / "recon_grid.png"
     return (history_figure(batches, TERMS, title="loss terms per batch (all phases)", x_key="batch"),
             str(grid) if grid.is_file() else None)
+
+
+def ui_dataset(studio: Studio, spec: str) -> str:
+    """The dataset field as the engine reads it; a ``folder:PATH`` / ``cifar10:PATH`` typed in the UI must
+    lie inside the data root (relative paths are taken from there)."""
+    spec = (spec or "").strip()
+    if ":" not in spec:
+        return spec
+    kind, path = spec.split(":", 1)
+    return f"{kind}:{confine(studio.data_root / path.strip(), [studio.data_root], 'dataset folder')}"
 
 
 def build(studio: Studio) -> None:
@@ -64,7 +74,7 @@ def build(studio: Studio) -> None:
 
     def start_job(ds, n, te, ep, ft, bs, rate, wr, wk, wl, wo, wp, t, sd):
         try:
-            cfg = {"dataset": ds.strip(), "limit": int(n), "teacher_epochs": int(te), "epochs": int(ep),
+            cfg = {"dataset": ui_dataset(studio, ds), "limit": int(n), "teacher_epochs": int(te), "epochs": int(ep),
                    "finetune_epochs": int(ft), "batch_size": int(bs), "learning_rate": float(rate),
                    "recon_weight": float(wr), "kl_weight": float(wk), "distill_latent_weight": float(wl),
                    "distill_recon_weight": float(wo), "perceptual_weight": float(wp), "temperature": float(t),
