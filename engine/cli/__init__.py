@@ -42,6 +42,9 @@ def read_config_json(path: str) -> dict:
     return cfg
 
 
+_bar_open = False  # a progress bar is drawn on stderr without its newline yet
+
+
 class CliProgress:
     """A ``JobContext``-compatible reporter for running engine jobs in the foreground of a terminal."""
 
@@ -56,13 +59,17 @@ class CliProgress:
         if self.quiet or (now - self._last < 0.5 and fraction < 1.0):
             return
         self._last = now
+        global _bar_open
         bar = "#" * int(30 * fraction)
         print(f"\r[{bar:<30}] {100 * fraction:5.1f}% {message[:60]:<60}", end="" if fraction < 1 else "\n",
               file=sys.stderr, flush=True)
+        _bar_open = fraction < 1
 
     def log(self, text: str) -> None:
+        global _bar_open
         if not self.quiet:
             print(f"\n{text}", file=sys.stderr)
+            _bar_open = False
 
     def metric(self, record: dict) -> None:
         pass
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(("\n" if _bar_open else "") + f"error: {exc}", file=sys.stderr)  # on a line of its own
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -112,24 +112,26 @@ def build(studio: Studio) -> None:
             gr.Timer(active=True)
 
     def start_eval(state, run_id):
-        run_id = (state or {}).get("main") or run_id
+        state = state or {}
+        run_id = run_id or state.get("main")  # the run picked in the dropdown, else the one just trained
         try:
-            base = (state or {}).get("baseline")
+            base = state.get("baseline") if run_id == state.get("main") else None
             job_id = studio.runner.submit(evaluate_run, kind="evaluate", with_run=False,
                                           run_dir=runs.run_dir(run_id, studio.runs_root),
                                           baseline_run=runs.run_dir(base, studio.runs_root) if base else None)
         except (UserError, ValueError, TypeError) as exc:
             return state, error_text(exc), gr.Timer(active=False)
-        return {**(state or {"main": run_id, "baseline": None}), "eval": job_id}, \
-            progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
+        return {"main": run_id, "baseline": base, "eval": job_id}, progress_html(studio.runner.get(job_id)), \
+            gr.Timer(active=True)
 
     def poll(state, shown):
         keep = gr.update()
         if not state:
             return (state, keep, *figures(studio, shown), keep, gr.Timer(active=False))
-        snaps = [studio.runner.get(state[k]) for k in ("main", "baseline") if state.get(k)]
-        running = next((s for s in snaps if not is_finished(s)), snaps[-1])
-        figs = figures(studio, running["id"])
+        # runs of an earlier session (evaluated from the dropdown) are not in this runner: no snapshot
+        snaps = [s for s in (studio.runner.get(state[k]) for k in ("main", "baseline") if state.get(k)) if s]
+        running = next((s for s in snaps if not is_finished(s)), snaps[-1] if snaps else None)
+        figs = figures(studio, running["id"] if running else state.get("main"))
         if state.get("eval"):
             ev = studio.runner.get(state["eval"])
             if not is_finished(ev):
@@ -140,10 +142,10 @@ def build(studio: Studio) -> None:
             return None, progress_html(ev), *figs, keep, gr.Timer(active=False)
         if not all(is_finished(s) for s in snaps):
             return state, progress_html(running), *figs, keep, keep
-        if snaps[0]["state"] == "succeeded":  # all done: evaluate student (and baseline) vs teacher and GT
+        if snaps and snaps[0]["state"] == "succeeded":  # all done: evaluate student (and baseline) vs teacher and GT
             nxt, bar, _ = start_eval(state, state["main"])
             return nxt, bar, *figs, keep, keep
-        return None, progress_html(snaps[0]), *figs, keep, gr.Timer(active=False)
+        return None, progress_html(snaps[0] if snaps else None), *figs, keep, gr.Timer(active=False)
 
     def do_stop(state):
         for key in ("main", "baseline", "eval"):
@@ -158,4 +160,4 @@ def build(studio: Studio) -> None:
     stop.click(do_stop, inputs=[job], outputs=[progress])
     resume_pick.change(lambda rid: figures(studio, rid), inputs=[resume_pick], outputs=[loss_plot, epoch_plot])
     timer.tick(poll, inputs=[job, resume_pick], outputs=[job, progress, loss_plot, epoch_plot, table, timer],
-               show_progress="hidden")
+               show_progress="hidden", api_name="train_poll")
