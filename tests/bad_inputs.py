@@ -28,7 +28,7 @@ class Case:
     cli_rc: int = 2  # 2: one `error:` line; 1: `data check` reports the problem in its table
     ui: tuple | None = None  # (api_name, args)
     ui_expect: str | None = None
-    fault: str | None = None  # "nan" (injected NaN student) | "disk-full" (ENOSPC on cache entries)
+    fault: str | None = None  # "nan" (NaN student output) | "disk-full" (ENOSPC on cache entries) | "disk-full-history"
     check: Callable | None = None  # extra assertions (paths, "cli" | "ui")
 
 
@@ -168,23 +168,44 @@ def _cache_kept_one_entry(name: str):
     return check
 
 
+def _teacher_ui(*photos, source="uploaded photos", dataset=None, shoe=None) -> tuple:
+    photos = (*photos, None, None, None, None)[:4]
+    return ("/teacher_generate", (source, dataset, shoe, "visual-hull", "fast", None, 0, *photos))
+
+
+def _train_ui(epochs=1, lr=1e-3, dataset="sample", cache="sample-vh") -> tuple:
+    """Train 3D tab: dataset, cache, schedule, α start / end, epochs, lr, batch, λ edge / smooth, width, seed,
+    baseline."""
+    return ("/train_start", (dataset, cache, "default", 0.9, 0.3, epochs, lr, 1, 2.0, 1.0, 4, 0, False))
+
+
+def _vae_ui(dataset, lr=1e-3, batch=8) -> tuple:
+    """VAE tab: dataset, first N, teacher / distill / fine-tune epochs, batch, lr, 5 weights, T, seed."""
+    return ("/vae_start", (dataset, 16, 1, 1, 0, batch, lr, 0.3, 0.1, 0.3, 0.2, 0.1, 3.0, 0))
+
+
 def _photo(name: str, expect: str) -> Case:
-    up = f"upload:{{images}}/{name}"
     return Case(f"photo-{name.split('.')[0]}", expect,
                 cli=["teacher", "test", "--images", f"{{images}}/{name}", "--preset", "fast", "--out", "{out}.obj"],
-                ui=("/teacher_generate", ("uploaded photos", None, None, "visual-hull", "fast", None, 0, up, None, None, None)))
+                ui=_teacher_ui(f"upload:{{images}}/{name}"))
 
 
 def _mesh(sid: str, expect: str, cli_expect: str | None = None) -> Case:
-    return Case(sid.replace("_", "-"), cli_expect or rf"^{sid}\s+problem\s.*{expect}", cli=["data", "check", "{broken}"],
-                cli_rc=1, ui=("/shoe_preview", ("broken", sid)), ui_expect=expect)
+    return Case(sid.replace("_", "-"), cli_expect or rf"^{sid}\s+problem\s.*{expect}",
+                cli=["data", "check", "{broken}"], cli_rc=1, ui=("/shoe_preview", ("broken", sid)), ui_expect=expect)
+
+
+def _cfg(name: str) -> list:
+    return ["--config", f"{{configs}}/{name}.json"]
 
 
 TRAIN = ["train", "--out-runs", "{runs}", "--quiet"]
-TRAIN_UI = ("sample", "sample-vh", "default", 0.9, 0.3)  # dataset, cache, schedule, alpha start / end
-VAE_UI_REST = (0.3, 0.1, 0.3, 0.2, 0.1, 3.0, 0)  # the five weights, temperature, seed
-VAE_CLI = ["vae", "distill", "--dataset", "folder:{sample}/input_images/shoe_000", "--epochs", "1", "--teacher-epochs",
-           "1", "--finetune-epochs", "0", "--batch-size", "2", "--checkpoint-dir", "{out}-vae", "--quiet", "--no-report"]
+VAE_CLI = ["vae", "distill", "--dataset", "folder:{sample}/input_images/shoe_000", "--epochs", "1",
+           "--teacher-epochs", "1", "--finetune-epochs", "0", "--batch-size", "2", "--checkpoint-dir", "{out}-vae",
+           "--quiet", "--no-report"]
+TEACHER_CLI = ["teacher", "test", "--out", "{out}.obj"]
+CACHE_CLI = ["cache", "build", "--out", "{out}-c", "--data"]
+JUNK = r"not a (plain|readable) weights file"
 
 CASES: list[Case] = [
     # meshes (ground truth OBJs)
@@ -205,46 +226,45 @@ CASES: list[Case] = [
     _photo("text.png", r"text\.png: unreadable image \(cannot identify image file"),
     _photo("empty.png", r"empty\.png: empty file"),
     _photo("truncated.png", r"truncated\.png: unreadable image"),
-    Case("photo-none", r"give exactly one input", cli=["teacher", "test", "--out", "{out}.obj"],
-         ui=("/teacher_generate", ("uploaded photos", None, None, "visual-hull", "fast", None, 0, None, None, None, None)),
+    Case("photo-none", r"give exactly one input", cli=TEACHER_CLI, ui=_teacher_ui(),
          ui_expect=r"give at least one photo"),
     Case("photo-five", r"--images takes at most 4 files",
-         cli=["teacher", "test", "--images", *["{sample}/input_images/shoe_000/front.png"] * 5, "--out", "{out}.obj"]),
-    Case("mesh-output-type", r"unknown mesh format", cli=["teacher", "test", "--shoe", "shoe_000", "--data", "{sample}",
-                                                         "--out", "{out}.txt"]),
+         cli=[*TEACHER_CLI, "--images", *["{sample}/input_images/shoe_000/front.png"] * 5]),
+    Case("mesh-output-type", r"unknown mesh format",
+         cli=["teacher", "test", "--shoe", "shoe_000", "--data", "{sample}", "--out", "{out}.txt"]),
     # views
     Case("views-missing", r"missing views: left\.png, back\.png, right\.png", cli=["data", "check", "{broken}"],
          cli_rc=1, ui=("/validate_dataset", ("broken",))),
     Case("view-unreadable", r"view_text/left\.png: unreadable image",
-         cli=["teacher", "test", "--shoe", "view_text", "--data", "{broken}", "--out", "{out}.obj"],
+         cli=[*TEACHER_CLI, "--shoe", "view_text", "--data", "{broken}"],
          ui=("/shoe_preview", ("broken", "view_text"))),
     Case("shoe-without-photos", r"shoe 'obj_only' has no input images",
-         cli=["teacher", "test", "--shoe", "obj_only", "--data", "{broken}", "--out", "{out}.obj"],
-         ui=("/teacher_generate", ("dataset shoe", "broken", "obj_only", "visual-hull", "fast", None, 0, None, None, None, None)),
+         cli=[*TEACHER_CLI, "--shoe", "obj_only", "--data", "{broken}"],
+         ui=_teacher_ui(source="dataset shoe", dataset="broken", shoe="obj_only"),
          ui_expect=r"give at least one photo"),
     # IDs and names
-    Case("id-dotdot-shoe", r"bad shoe ID '\.\./x'", cli=["teacher", "test", "--shoe", "../x", "--data", "{sample}"],
+    Case("id-dotdot-shoe", r"bad shoe ID '\.\./x'", cli=[*TEACHER_CLI, "--shoe", "../x", "--data", "{sample}"],
          ui=("/shoe_preview", ("sample", "../x"))),
-    Case("id-dotdot-shoe-ids", r"bad shoe ID '\.\./x'", cli=["cache", "build", "--data", "{sample}", "--ids", "../x",
-                                                              "--out", "{out}-c"]),
-    Case("id-space", r"bad shoe ID 'a b'", cli=["cache", "build", "--data", "{sample}", "--ids", "a b", "--out", "{out}-c"],
+    Case("id-dotdot-shoe-ids", r"bad shoe ID '\.\./x'", cli=[*CACHE_CLI, "{sample}", "--ids", "../x"]),
+    Case("id-space", r"bad shoe ID 'a b'", cli=[*CACHE_CLI, "{sample}", "--ids", "a b"],
          ui=("/cache_summary", ("a b",)), ui_expect=r"bad cache name 'a b'"),
     Case("id-dotdot-dataset", r"outside the allowed folders", ui=("/shoe_preview", ("../x", "shoe_000"))),
-    Case("id-dotdot-cache-name", r"bad cache name '\.\./x'", ui=("/build_cache", ("sample", "visual-hull", "fast", 0, "../x"))),
+    Case("id-dotdot-cache-name", r"bad cache name '\.\./x'",
+         ui=("/build_cache", ("sample", "visual-hull", "fast", 0, "../x"))),
     Case("id-dotdot-run", r"bad run ID '\.\./x'", cli=["runs", "show", "../x"], ui=("/run_detail", ("../x",))),
     Case("id-dotdot-resume", r"bad run ID '\.\./x'", cli=[*TRAIN, "--resume", "../x"], ui=("/train_resume", ("../x",))),
     Case("id-dotdot-evaluate", r"bad run ID '\.\./x'", cli=["evaluate", "--run", "../x"],
          ui=("/train_evaluate", ("../x",))),
-    Case("id-dotdot-new-run", r"bad run ID '\.\./x'", cli=[*TRAIN, "--config", "{configs}/train_ok.json", "--run-id", "../x"]),
+    Case("id-dotdot-new-run", r"bad run ID '\.\./x'", cli=[*TRAIN, *_cfg("train_ok"), "--run-id", "../x"]),
     Case("id-long", r"bad run ID", cli=["runs", "show", "r" * 81], ui=("/run_detail", ("r" * 81,))),
     # checkpoints of the wrong model, junk, pickled code
     Case("ckpt-vae-to-evaluate", r"best\.pt: not a mesh-student checkpoint", cli=["evaluate", "--run", "vae_run"],
          ui=("/train_evaluate", ("vae_run",))),
     Case("ckpt-vae-to-resume", r"last\.pt: not a mesh-student checkpoint", cli=[*TRAIN, "--resume", "vae_run"],
          ui=("/train_resume", ("vae_run",))),
-    Case("ckpt-junk-to-resume", r"last\.pt: not a (plain|readable) weights file", cli=[*TRAIN, "--resume", "junk_run"],
+    Case("ckpt-junk-to-resume", rf"last\.pt: {JUNK}", cli=[*TRAIN, "--resume", "junk_run"],
          ui=("/train_resume", ("junk_run",))),
-    Case("ckpt-junk-to-evaluate", r"best\.pt: not a (plain|readable) weights file", cli=["evaluate", "--run", "junk_run"],
+    Case("ckpt-junk-to-evaluate", rf"best\.pt: {JUNK}", cli=["evaluate", "--run", "junk_run"],
          ui=("/train_evaluate", ("junk_run",))),
     Case("ckpt-pickled-code", r"best\.pt: not a plain weights file: safe loading \(weights_only\) refused it .*GLOBAL",
          cli=["evaluate", "--run", "evil_run"], ui=("/train_evaluate", ("evil_run",)), check=_no_code_ran),
@@ -254,53 +274,56 @@ CASES: list[Case] = [
          cli=["vae", "report", "--checkpoint", "{ckpts}/mesh.pt"]),
     Case("ckpt-mesh-as-vae-teacher", r"mesh\.pt: no teacher_state_dict",
          cli=[*VAE_CLI, "--teacher-checkpoint", "{ckpts}/mesh.pt", "--teacher-epochs", "0"]),
-    Case("ckpt-junk-to-vae-report", r"junk\.pt: not a (plain|readable) weights file", cli=["vae", "report", "--checkpoint", "{ckpts}/junk.pt"]),
+    Case("ckpt-junk-to-vae-report", rf"junk\.pt: {JUNK}", cli=["vae", "report", "--checkpoint", "{ckpts}/junk.pt"]),
     Case("ckpt-missing", r"no such file", cli=["vae", "report", "--checkpoint", "{ckpts}/nope.pth"]),
     # configs
-    Case("cfg-train-unknown-key", r"unknown training config key\(s\): bogus", cli=[*TRAIN, "--config", "{configs}/train_unknown_key.json"]),
-    Case("cfg-train-wrong-type", r"epochs must be an integer .*'ten'", cli=[*TRAIN, "--config", "{configs}/train_wrong_type.json"]),
+    Case("cfg-train-unknown-key", r"unknown training config key\(s\): bogus", cli=[*TRAIN, *_cfg("train_unknown_key")]),
+    Case("cfg-train-wrong-type", r"epochs must be an integer .*'ten'", cli=[*TRAIN, *_cfg("train_wrong_type")]),
     Case("cfg-train-negative-lr", r"lr must be a finite number > 0 \(got -0\.1\)",
-         cli=[*TRAIN, "--config", "{configs}/train_negative_lr.json"],
-         ui=("/train_start", (*TRAIN_UI, 1, -0.1, 1, 2.0, 1.0, 4, 0, False))),
-    Case("cfg-train-nan-lr", r"lr must be a finite number > 0 \(got nan\)", cli=[*TRAIN, "--config", "{configs}/train_ok.json", "--lr", "nan"]),
-    Case("cfg-train-zero-epochs", r"epochs must be an integer in 1\.\.", cli=[*TRAIN, "--config", "{configs}/train_ok.json", "--epochs", "0"],
-         ui=("/train_start", (*TRAIN_UI, 0, 1e-3, 1, 2.0, 1.0, 4, 0, False)), ui_expect=r"less than minimum value 1"),
-    Case("cfg-train-array", r"expected a JSON object", cli=[*TRAIN, "--config", "{configs}/train_array.json"]),
-    Case("cfg-train-not-json", r"not valid JSON", cli=[*TRAIN, "--config", "{configs}/train_not_json.json"]),
-    Case("cfg-train-missing-file", r"--config .*nope\.json: no such file", cli=[*TRAIN, "--config", "{configs}/nope.json"]),
-    Case("cfg-vae-unknown-key", r"unknown config key 'bogus'", cli=["vae", "distill", "--config", "{configs}/vae_unknown_key.json"]),
-    Case("cfg-vae-wrong-type", r"config epochs='ten': expected an integer", cli=["vae", "distill", "--config", "{configs}/vae_wrong_type.json"]),
+         cli=[*TRAIN, *_cfg("train_negative_lr")], ui=_train_ui(lr=-0.1)),
+    Case("cfg-train-nan-lr", r"lr must be a finite number > 0 \(got nan\)",
+         cli=[*TRAIN, *_cfg("train_ok"), "--lr", "nan"]),
+    Case("cfg-train-zero-epochs", r"epochs must be an integer in 1\.\.",
+         cli=[*TRAIN, *_cfg("train_ok"), "--epochs", "0"],
+         ui=_train_ui(epochs=0), ui_expect=r"less than minimum value 1"),
+    Case("cfg-train-array", r"expected a JSON object", cli=[*TRAIN, *_cfg("train_array")]),
+    Case("cfg-train-not-json", r"not valid JSON", cli=[*TRAIN, *_cfg("train_not_json")]),
+    Case("cfg-train-missing-file", r"--config .*nope\.json: no such file", cli=[*TRAIN, *_cfg("nope")]),
+    Case("cfg-vae-unknown-key", r"unknown config key 'bogus'", cli=["vae", "distill", *_cfg("vae_unknown_key")]),
+    Case("cfg-vae-wrong-type", r"config epochs='ten': expected an integer",
+         cli=["vae", "distill", *_cfg("vae_wrong_type")]),
     Case("cfg-vae-negative-lr", r"config learning_rate=-0\.1: expected a number > 0",
-         cli=["vae", "distill", "--config", "{configs}/vae_negative_lr.json"],
-         ui=("/vae_start", ("fashion-mnist", 16, 1, 1, 0, 8, -0.1, *VAE_UI_REST))),
-    Case("cfg-cache-first", r"--first must be at least 1", cli=["cache", "build", "--data", "{sample}", "--first", "0", "--out", "{out}-c"],
+         cli=["vae", "distill", *_cfg("vae_negative_lr")], ui=_vae_ui("fashion-mnist", lr=-0.1)),
+    Case("cfg-cache-first", r"--first must be at least 1", cli=[*CACHE_CLI, "{sample}", "--first", "0"],
          ui=("/build_cache", ("sample", "visual-hull", "fast", -1, "")), ui_expect=r"less than minimum value 0"),
     # missing folders and paths outside the roots
     Case("missing-dataset", r"nope: dataset folder not found", cli=["data", "check", "{data}/nope"],
          ui=("/validate_dataset", ("nope",))),
-    Case("missing-dataset-cache", r"nope: dataset folder not found", cli=["cache", "build", "--data", "{data}/nope", "--out", "{out}-c"],
+    Case("missing-dataset-cache", r"nope: dataset folder not found", cli=[*CACHE_CLI, "{data}/nope"],
          ui=("/build_cache", ("nope", "visual-hull", "fast", 0, ""))),
     Case("missing-dataset-train", r"nope: dataset folder not found",
-         cli=[*TRAIN, "--config", "{configs}/train_ok.json", "--data", "{data}/nope"],
-         ui=("/train_start", ("nope", "sample-vh", "default", 0.9, 0.3, 1, 1e-3, 1, 2.0, 1.0, 4, 0, False))),
-    Case("missing-cache", r"nocache: no teacher cache here", cli=[*TRAIN, "--data", "{sample}", "--cache", "{cache}/nocache"],
-         ui=("/train_start", ("sample", "nocache", "default", 0.9, 0.3, 1, 1e-3, 1, 2.0, 1.0, 4, 0, False))),
+         cli=[*TRAIN, *_cfg("train_ok"), "--data", "{data}/nope"], ui=_train_ui(dataset="nope")),
+    Case("missing-cache", r"nocache: no teacher cache here",
+         cli=[*TRAIN, "--data", "{sample}", "--cache", "{cache}/nocache"],
+         ui=_train_ui(cache="nocache")),
     Case("missing-vae-folder", r"no such folder", cli=[*VAE_CLI[:2], "--dataset", "folder:{data}/nope", *VAE_CLI[4:]],
-         ui=("/vae_start", ("folder:nope", 16, 1, 1, 0, 8, 1e-3, *VAE_UI_REST))),
+         ui=_vae_ui("folder:nope")),
     Case("path-outside-roots", r"'/etc' is outside the allowed folders", ui=("/validate_dataset", ("/etc",))),
-    Case("vae-folder-outside-roots", r"outside the allowed folders", ui=("/vae_start", ("folder:/etc", 16, 1, 1, 0, 8, 1e-3, *VAE_UI_REST))),
+    Case("vae-folder-outside-roots", r"outside the allowed folders", ui=_vae_ui("folder:/etc")),
     # NaN loss: injected, and from an absurd learning rate
     Case("nan-loss-injected", r"training diverged: 2 non-finite steps in a row at epoch \d+; lower lr",
-         cli=[*TRAIN, "--config", "{configs}/train_ok.json"], fault="nan",
-         ui=("/train_start", (*TRAIN_UI, 3, 1e-3, 1, 2.0, 1.0, 4, 0, False)),
+         cli=[*TRAIN, *_cfg("train_ok")], fault="nan", ui=_train_ui(epochs=3),
          ui_expect=r"training diverged: \d non-finite steps in a row|predicts non-finite vertices"),
-    Case("nan-loss-lr-1e30", r"non-finite", cli=[*TRAIN, "--config", "{configs}/train_ok.json", "--lr", "1e30"],
-         ui=("/train_start", (*TRAIN_UI, 2, 1e30, 1, 2.0, 1.0, 4, 0, False))),
+    Case("nan-loss-lr-1e30", r"non-finite", cli=[*TRAIN, *_cfg("train_ok"), "--lr", "1e30"], ui=_train_ui(2, 1e30)),
     Case("nan-loss-vae", r"training diverged: .*loss is nan; lower learning_rate", cli=[*VAE_CLI, "--lr", "1e30"],
-         ui=("/vae_start", ("folder:sample/input_images/shoe_000", 16, 1, 1, 0, 2, 1e30, *VAE_UI_REST))),
+         ui=_vae_ui("folder:sample/input_images/shoe_000", lr=1e30, batch=2)),
     # a full disk while writing cache entries (the first entry fits, the second does not)
     Case("disk-full-cache", r"no space left on the device while writing .*shoe_001\.pt",
          cli=["cache", "build", "--data", "{sample}", "--out", "{cache}/full-cli", "--preset", "fast"],
          ui=("/build_cache", ("sample", "visual-hull", "fast", 0, "full-ui")), fault="disk-full",
          check=_cache_kept_one_entry("full")),
+    # ... and while appending a training run's history (a plain append, not an atomic write)
+    Case("disk-full-history", r"no space left on the device", cli=[*TRAIN, *_cfg("train_ok")], ui=_train_ui(),
+         ui_expect=r"No space left on device",
+         fault="disk-full-history"),
 ]

@@ -39,14 +39,14 @@ def check_cache(cache_dir: Path) -> dict:
     ok = {sid: e for sid, e in meta["entries"].items() if e.get("status") == "ok"}
     for sid, e in ok.items():
         path = cache_dir / f"{sid}.pt"
-        assert path.is_file() and path.stat().st_size == e["bytes"], f"{sid}: recorded ok but its file is gone or changed"
+        assert path.is_file() and path.stat().st_size == e["bytes"], f"{sid}: recorded ok, its file gone or changed"
     orphans = [f.stem for f in files if f.stem not in ok]
     return {"files": len(files), "ok": len(ok), "orphans": orphans, "temps": len(temp_files(cache_dir)),
             "ok_ids": {sid: e["updated"] for sid, e in ok.items()}}
 
 
 def check_checkpoints(ckpt_dir: Path) -> dict:
-    """Assert every checkpoint file loads (``weights_only``, then ``load_checkpoint``); ``{files, temps, last_epoch}``."""
+    """Assert every checkpoint loads (``weights_only``, then ``load_checkpoint``); ``{files, temps, last_epoch}``."""
     from engine.train.distill3d import load_checkpoint
 
     ckpt_dir = Path(ckpt_dir)
@@ -61,10 +61,10 @@ def check_checkpoints(ckpt_dir: Path) -> dict:
 
 
 @contextlib.contextmanager
-def disk_full(monkeypatch, match: str = ".pt.", after: int = 0):
-    """Simulate a full disk: ``os.fsync`` of an atomic write whose temp name contains ``match`` fails with
-    ``ENOSPC`` after ``after`` such writes succeeded (fsync is where a full disk with delayed
-    allocation reports). Other files are written normally. Yields the counter dict."""
+def disk_full(monkeypatch, match: str = ".pt.", after: int = 0, temp_only: bool = True):
+    """Simulate a full disk: ``os.fsync`` of a file whose name contains ``match`` (with ``temp_only``: an
+    atomic write's temp file) fails with ``ENOSPC`` after ``after`` such writes succeeded (fsync is where a
+    full disk with delayed allocation reports). Other files are written normally. Yields the counters."""
     real = os.fsync
     seen = {"writes": 0, "failed": 0}
 
@@ -73,7 +73,7 @@ def disk_full(monkeypatch, match: str = ".pt.", after: int = 0):
             name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
         except OSError:
             name = ""
-        if name.startswith(".") and name.endswith(".tmp") and match in name:
+        if match in name and (not temp_only or (name.startswith(".") and name.endswith(".tmp"))):
             seen["writes"] += 1
             if seen["writes"] > after:
                 seen["failed"] += 1

@@ -79,6 +79,9 @@ def condition(case: Case, monkeypatch):
     elif case.fault == "disk-full":
         with disk_full(monkeypatch, match=".pt.", after=1):
             yield
+    elif case.fault == "disk-full-history":
+        with disk_full(monkeypatch, match="history.jsonl", after=0, temp_only=False):
+            yield
     else:
         yield
 

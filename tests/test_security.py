@@ -18,7 +18,8 @@ from engine.jobs import NULL_CONTEXT, JobRunner
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted([*ROOT.glob("engine/**/*.py"), *ROOT.glob("studio/**/*.py"), *ROOT.glob("bench/**/*.py"), ROOT / "app.py"])
+SOURCES = sorted([*ROOT.glob("engine/**/*.py"), *ROOT.glob("studio/**/*.py"), *ROOT.glob("bench/**/*.py"),
+                  ROOT / "app.py"])
 
 
 class _WritesAMarker:
@@ -69,7 +70,8 @@ def test_every_torch_load_passes_weights_only_true():
             mentions += 1
             assert "weights_only=True" in _call_text(text, m.end()), \
                 f"{path.relative_to(ROOT)}: {text[m.start():m.start() + 80]!r}"
-    print(f"\nSECURITY torch.load: {calls} call(s) and {mentions} mention(s) in {len(SOURCES)} files, all weights_only=True")
+    print(f"\nSECURITY torch.load: {calls} call(s) and {mentions} mention(s) in {len(SOURCES)} files, "
+          "all weights_only=True")
     assert calls >= 1
 
 
@@ -213,10 +215,13 @@ def test_confine_resolves_symlinks_and_keeps_good_paths(app):
     assert confine(app["roots"]["runs"] / "x" / ".." / "y", roots) == (app["roots"]["runs"] / "y").resolve()
 
 
+VAE_REST = (16, 1, 1, 0, 8, 1e-3, 0.3, 0.1, 0.3, 0.2, 0.1, 3.0, 0)  # the VAE tab's other fields
+
+
 @pytest.mark.parametrize("api_name, args, expect", [
-    ("/vae_start", ("folder:/etc", 16, 1, 1, 0, 8, 1e-3, 0.3, 0.1, 0.3, 0.2, 0.1, 3.0, 0), "outside the allowed folders"),
-    ("/vae_start", ("cifar10:../..", 16, 1, 1, 0, 8, 1e-3, 0.3, 0.1, 0.3, 0.2, 0.1, 3.0, 0), "outside the allowed folders"),
-    ("/vae_start", ("folder:escape", 16, 1, 1, 0, 8, 1e-3, 0.3, 0.1, 0.3, 0.2, 0.1, 3.0, 0), "outside the allowed folders"),
+    ("/vae_start", ("folder:/etc", *VAE_REST), "outside the allowed folders"),
+    ("/vae_start", ("cifar10:../..", *VAE_REST), "outside the allowed folders"),
+    ("/vae_start", ("folder:escape", *VAE_REST), "outside the allowed folders"),
     ("/cache_summary", ("../cache",), "bad cache name"),
     ("/build_cache", ("sample", "visual-hull", "fast", 0, "../../x"), "bad cache name"),
     ("/run_detail", ("../../etc",), "bad run ID"),

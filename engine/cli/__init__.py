@@ -7,7 +7,9 @@ light — heavy imports happen inside the handlers). A handler returns an exit c
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 import time
 
@@ -97,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(("\n" if _bar_open else "") + f"error: {exc}", file=sys.stderr)  # on a line of its own
+        return 2
+    except OSError as exc:  # a full disk outside engine.storage (history / log appends) is a user matter too
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(("\n" if _bar_open else "") + f"error: no space left on the device ({os.strerror(exc.errno)}); "
+              "free some space and run it again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
