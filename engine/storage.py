@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -106,6 +107,7 @@ def torch_load(path: Path, map_location: str = "cpu") -> Any:
         first = lines[0] if lines else type(exc).__name__
         if first.startswith("Weights only load failed"):  # torch's advice there (weights_only=False) is unsafe
             why = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "not a weights file")
+            why = re.split(r"\.?\s*(?:Please use|Re-running|Check the documentation)", why)[0]  # no unsafe advice
             raise UserError(f"{path.name}: not a plain weights file: safe loading (weights_only) refused it "
                             f"({why[:160]})") from None
         raise UserError(f"{path.name}: not a readable weights file ({first[:200]})") from None
