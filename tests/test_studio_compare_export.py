@@ -152,8 +152,14 @@ def test_export_tab_exports_measures_and_runs_the_onnx_student(trained, client):
     names = sorted(Path(f).name for f in files)
     assert "student.onnx" in names and "student.int8.onnx" in names and "student.faces.json" in names
     assert (roots["runs"] / run_id / "export" / "export.json").is_file()
+    shown = client.predict(run_id, api_name="/export_show")  # re-opening the run shows its last export
+    assert shown[1] == latency and sorted(Path(f).name for f in shown[3]) == names
     front = roots["data"] / "sample" / "input_images" / "shoe_002" / "front.png"
     out = run_and_poll(client, "/export_try", "/export_poll", (run_id, "int8", handle_file(str(front)), None, None, None))
     assert "succeeded" in out[0] and str(out[5]).endswith(".glb") and "2562 vertices" in out[6]
+    junk = roots["data"] / "not-a-photo.png"
+    junk.write_text("#!/bin/sh\necho not an image\n")
+    bar = run_and_poll(client, "/export_try", "/export_poll", (run_id, "fp32", handle_file(str(junk)), None, None, None))[0]
+    assert "failed" in bar and "not-a-photo" in bar  # the engine's message naming the file, not a bare "Error"
     bar, _timer = client.predict("../x", "fp32", None, None, None, None, api_name="/export_try")
     assert "export the run first" in bar

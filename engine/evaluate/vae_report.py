@@ -114,11 +114,14 @@ class _Encode(_AutoEncode):
 
 
 @torch.no_grad()
-def quality(teacher, student, projector, images: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
-    """PSNR / SSIM of teacher and student (eval, decode(encode(x))) and latent CKA over ``images``."""
+def quality(teacher, student, projector, images: torch.Tensor, batch_size: int = 256, ctx=None) -> dict[str, float]:
+    """PSNR / SSIM of teacher and student (eval, decode(encode(x))) and latent CKA over ``images``;
+    stops at the next batch when ``ctx`` (a job context) is cancelled."""
+    ctx = ctx or NULL_CONTEXT
     sums = {"teacher_psnr": 0.0, "student_psnr": 0.0, "teacher_ssim": 0.0, "student_ssim": 0.0}
     t_lat, s_lat = [], []
     for i in range(0, len(images), batch_size):
+        ctx.check_cancelled()
         x = images[i:i + batch_size]
         for name, vae in (("teacher", teacher), ("student", student)):
             mu = vae.encode(x)
@@ -133,8 +136,11 @@ def quality(teacher, student, projector, images: torch.Tensor, batch_size: int =
     return out
 
 
-def speed(teacher, student, folder: Path, batch: int = 64, threads: int = 2, repeats: int = 7) -> dict[str, Any]:
-    """Export encoders/decoders to ``folder`` and time both models in torch and ONNX Runtime at ``batch``."""
+def speed(teacher, student, folder: Path, batch: int = 64, threads: int = 2, repeats: int = 7,
+          ctx=None) -> dict[str, Any]:
+    """Export encoders/decoders to ``folder`` and time both models in torch and ONNX Runtime at ``batch``;
+    stops between rounds when ``ctx`` (a job context) is cancelled."""
+    ctx = ctx or NULL_CONTEXT
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     res: dict[str, Any] = {"batch": batch, "threads": threads, "onnx": {}}
     sessions = {}
@@ -148,6 +154,7 @@ def speed(teacher, student, folder: Path, batch: int = 64, threads: int = 2, rep
                              "decoder_max_abs_err": export.parity(vae.decoder, sessions[name][1], z)}
     times: dict[str, list[float]] = {k: [] for k in ("teacher_torch", "student_torch", "teacher_ort", "student_ort")}
     for _ in range(repeats):  # alternate the models so that machine noise hits both alike
+        ctx.check_cancelled()
         for name, vae in (("teacher", teacher), ("student", student)):
             times[f"{name}_torch"].append(export.latency_torch(_AutoEncode(vae), x, warmup=1, repeats=1, threads=threads))
             enc_s, dec_s, z = sessions[name]
@@ -181,10 +188,10 @@ def build_report(ctx, checkpoint: Path, eval_limit: int | None = None, out_dirs:
                    "projector": count_parameters(projector)},
     }
     report["params"]["ratio"] = report["params"]["teacher"] / report["params"]["student"]
-    report["quality"] = quality(teacher, student, projector, images)
+    report["quality"] = quality(teacher, student, projector, images, ctx=ctx)
     ctx.check_cancelled()
     report["speed"] = speed(teacher, student, Path(out_dirs[0]) / "onnx", batch or SPEED_BATCH, threads or SPEED_THREADS,
-                            repeats or SPEED_REPEATS)
+                            repeats or SPEED_REPEATS, ctx=ctx)
     report["seconds"] = round(time.time() - t0, 1)
     for folder in out_dirs:
         storage.write_json(Path(folder) / "report.json", report)

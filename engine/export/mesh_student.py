@@ -62,6 +62,9 @@ RANDOM_SEED = 0
 CHECKPOINT_NAMES = ("best", "last")
 EXPORT_DIR = "export"  # default out_dir inside the run folder
 REPORT_NAME = "export.json"
+# column order of the report's row tables (export.json stores rows with sorted keys)
+PARITY_COLUMNS = ("model", "inputs", "batch", "samples", "max_abs_err", "cd_l1", "tolerance", "ok")
+LATENCY_COLUMNS = ("runtime", "threads", "batch", "ms_per_shoe", "speedup_vs_torch", "calls", "file_mb")
 
 
 def checkpoint_file(run_dir: Path, which: str) -> Path:

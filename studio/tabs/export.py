@@ -9,18 +9,16 @@ import gradio as gr
 from engine import runs, storage
 from engine.config import UserError
 from engine.evaluate.compare import compare_photos
-from engine.export.mesh_student import EXPORT_DIR, REPORT_NAME, export_student
+from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME, export_student
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import error_text, is_finished, progress_html
+from studio.components import error_text, is_finished, photo_upload, progress_html
 from studio.context import Studio
 from studio.tabs.train3d import train_runs
 
 
-def _table(rows: list[dict]) -> dict:
-    """A ``gr.Dataframe`` value from a list of dicts (columns in first-seen order, floats rounded)."""
-    headers: list[str] = []
-    for r in rows:
-        headers += [k for k in r if k not in headers]
+def _table(rows: list[dict], columns: tuple[str, ...]) -> dict:
+    """A ``gr.Dataframe`` value from a list of dicts: ``columns`` first, then any others; floats rounded."""
+    headers = list(columns) + sorted({k for r in rows for k in r} - set(columns))
     data = [[round(r[k], 6) if isinstance(r.get(k), float) else r.get(k) for k in headers] for r in rows]
     return {"headers": headers, "data": data} if rows else {"headers": ["-"], "data": [[None]]}
 
@@ -28,9 +26,10 @@ def _table(rows: list[dict]) -> dict:
 def show_report(report: dict | None):
     """(parity table, latency table, INT8 / summary markdown, files) of an export report."""
     if not report:
-        return _table([]), _table([]), "No export yet for this run.", None
+        return _table([], ()), _table([], ()), "No export yet for this run.", None
     files = [p for p in report["files"].values() if p and Path(p).is_file()]
-    return (_table(report["parity_rows"]), _table(report["latency_rows"]), report.get("markdown", ""),
+    return (_table(report["parity_rows"], PARITY_COLUMNS), _table(report["latency_rows"], LATENCY_COLUMNS),
+            report.get("markdown", ""),
             files or None)
 
 
@@ -65,8 +64,8 @@ def build(studio: Studio) -> None:
     files = gr.File(label="Download", file_count="multiple", elem_id="export-files")
     gr.Markdown("### Run the exported ONNX student on photos")
     with gr.Row():
-        uploads = [gr.Image(type="filepath", label=name, image_mode="RGBA", height=140, sources=["upload"],
-                            elem_id=f"export-upload-{name}") for name in VIEW_NAMES]
+        uploads = [photo_upload(label=name, image_mode="RGBA", height=140, sources=["upload"],
+                                elem_id=f"export-upload-{name}") for name in VIEW_NAMES]
     with gr.Row():
         try_go = gr.Button("Run ONNX student", elem_id="export-try")
         variant = gr.Radio(["fp32", "int8"], value="fp32", label="Model")
@@ -117,7 +116,7 @@ def build(studio: Studio) -> None:
 
     refresh.click(lambda: gr.update(choices=train_runs(studio)), outputs=[run])
     run.change(lambda rid: show_report(existing_report(studio, rid)), inputs=[run],
-               outputs=[parity, latency, summary, files])
+               outputs=[parity, latency, summary, files], api_name="export_show")
     go.click(start_export, inputs=[run, ckpt, int8, threads], outputs=[job, progress, timer], api_name="export_run")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     try_go.click(start_try, inputs=[run, variant, *uploads], outputs=[job, progress, timer], api_name="export_try")

@@ -25,8 +25,8 @@ def build(studio: Studio) -> None:
         with gr.Column(scale=2):
             with gr.Tab("Dataset shoe"):
                 dataset = gr.Dropdown(choices=layout.list_datasets(studio.data_root), label="Dataset",
-                                      allow_custom_value=True)
-                shoe = gr.Dropdown(choices=[], label="Shoe", allow_custom_value=True)
+                                      allow_custom_value=True, elem_id="teacher-dataset")
+                shoe = gr.Dropdown(choices=[], label="Shoe", allow_custom_value=True, elem_id="teacher-shoe")
             with gr.Tab("Upload photos"):
                 with gr.Row():
                     uploads = [photo_upload(label=name, image_mode="RGBA", height=140,

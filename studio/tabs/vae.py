@@ -60,9 +60,10 @@ def build(studio: Studio) -> None:
                                                       ("w_out", 0.2), ("w_perc", 0.1))]
         temperature = gr.Number(value=3.0, label="temperature T")
         seed = gr.Number(value=0, precision=0, label="seed")
+        report_images = gr.Number(value=0, precision=0, minimum=0, label="report: test images (0 = all)")
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="vae-start")
-        stop = gr.Button("Stop", variant="stop")
+        stop = gr.Button("Stop", variant="stop", elem_id="vae-stop")
         shown = gr.Dropdown(choices=[], label="Run", allow_custom_value=True, elem_id="vae-run")
     progress = gr.HTML(elem_id="vae-progress")
     with gr.Row():
@@ -72,13 +73,13 @@ def build(studio: Studio) -> None:
     job = gr.State(None)
     timer = gr.Timer(2.0, active=False)
 
-    def start_job(ds, n, te, ep, ft, bs, rate, wr, wk, wl, wo, wp, t, sd):
+    def start_job(ds, n, te, ep, ft, bs, rate, wr, wk, wl, wo, wp, t, sd, n_report=0):
         try:
             cfg = {"dataset": ui_dataset(studio, ds), "limit": int(n), "teacher_epochs": int(te), "epochs": int(ep),
                    "finetune_epochs": int(ft), "batch_size": int(bs), "learning_rate": float(rate),
                    "recon_weight": float(wr), "kl_weight": float(wk), "distill_latent_weight": float(wl),
                    "distill_recon_weight": float(wo), "perceptual_weight": float(wp), "temperature": float(t),
-                   "seed": int(sd)}
+                   "seed": int(sd), "eval_limit": int(n_report) or None}
             job_id = studio.runner.submit(run_vae_distillation, kind=KIND, config=cfg)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False), gr.update()
@@ -102,7 +103,8 @@ def build(studio: Studio) -> None:
         except UserError as exc:
             return live_view(studio, None) + (error_text(exc),)
 
-    start.click(start_job, inputs=[dataset, limit, teacher_epochs, epochs, finetune, batch, lr, *w, temperature, seed],
+    start.click(start_job, inputs=[dataset, limit, teacher_epochs, epochs, finetune, batch, lr, *w, temperature, seed,
+                                       report_images],
                 outputs=[job, progress, timer, shown], api_name="vae_start")
     stop.click(lambda j: studio.runner.cancel(j) if j else None, inputs=[job])
     timer.tick(poll, inputs=[job], outputs=[progress, plot, grid, report, timer], show_progress="hidden")

@@ -1,0 +1,211 @@
+"""Real browser, as a new user: every tab opens; teacher preview renders; cache progress moves; the loss plot
+grows while training runs; Compare shows three meshes; ONNX export downloads; a 1-epoch VAE job shows its
+reconstruction grid; good and bad photos are uploaded. One studio process serves the whole module."""
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+
+from engine.data.sample_shoes import build_sample
+from engine.jobs import NULL_CONTEXT
+from tests.browser import browser_page, require_chromium, studio_process
+from tests.conftest import free_port
+from tests.test_browser_data import painted_pixels
+
+pytestmark = pytest.mark.browser
+TABS = ("Data", "Teacher", "Cache", "Train 3D", "VAE", "Compare", "Export", "Runs")
+CACHE = "sample-visual-hull-fast"
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory):
+    require_chromium()
+    base = tmp_path_factory.mktemp("browser-tabs")
+    roots = {k: base / k for k in ("data", "cache", "runs")}
+    for p in roots.values():
+        p.mkdir()
+    build_sample(NULL_CONTEXT, roots["data"] / "sample", count=3, seed=0)
+    with studio_process(roots, free_port()) as url:
+        yield url, roots, base
+
+
+def open_tab(page, url: str, name: str) -> None:
+    if not page.url.startswith(url):
+        page.goto(url)
+    tab = page.get_by_role("tab", name=name, exact=True)
+    tab.wait_for(timeout=60_000)
+    tab.click()
+
+
+def choose(page, selector: str, value: str) -> None:
+    """Type a value into a Gradio dropdown (they accept custom values here) and confirm it."""
+    box = page.locator(f"{selector} input").first
+    box.fill(value)
+    box.press("Enter")
+
+
+def set_number(page, label: str, value) -> None:
+    field = page.get_by_label(label, exact=True).first
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def wait_state(page, selector: str, states=("succeeded",), timeout: float = 180) -> str:
+    """Wait until the job progress bar in ``selector`` shows a final state; return it."""
+    end = time.time() + timeout
+    while time.time() < end:
+        el = page.locator(f"{selector} .job-progress")
+        if el.count():
+            state = el.first.get_attribute("data-state")
+            if state in ("succeeded", "failed", "cancelled"):
+                assert state in states, page.locator(selector).inner_text()
+                return state
+        page.wait_for_timeout(300)
+    raise AssertionError(f"{selector}: no final state within {timeout} s")
+
+
+def percent(page, selector: str) -> int | None:
+    text = page.locator(selector).inner_text() if page.locator(selector).count() else ""
+    m = re.search(r"(\d+)%", text)
+    return int(m.group(1)) if m else None
+
+
+def canvas_painted(page, selector: str) -> int:
+    canvas = page.locator(f"{selector} canvas")
+    canvas.wait_for(timeout=60_000)
+    page.wait_for_timeout(4000)  # Babylon.js loads the GLB and draws
+    return painted_pixels(canvas.screenshot())
+
+
+def plot_points(page, selector: str) -> int:
+    """Points of the first trace of the plotly figure inside ``selector`` (0 when none is drawn yet)."""
+    return page.evaluate(
+        "sel => { const d = document.querySelector(sel + ' .js-plotly-plot');"
+        " return d && d.data && d.data.length ? d.data[0].x.length : 0; }", selector)
+
+
+def test_every_tab_opens(studio_url):
+    url, _, _ = studio_url
+    with browser_page("tabs_open") as page:
+        page.goto(url)
+        for name in TABS:
+            open_tab(page, url, name)
+            page.get_by_role("tab", name=name, exact=True).wait_for()
+            assert page.get_by_role("tabpanel").first.is_visible()
+        assert "Not available yet" not in page.content()
+
+
+def test_teacher_preview_and_photo_uploads(studio_url):
+    url, roots, base = studio_url
+    front = roots["data"] / "sample" / "input_images" / "shoe_000" / "front.png"
+    from PIL import Image
+
+    noise = base / "noise.png"  # no alpha and no plain background: no mask can be found
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noise)
+    with browser_page("teacher_tab") as page:
+        open_tab(page, url, "Teacher")
+        choose(page, "#teacher-dataset", "sample")
+        choose(page, "#teacher-shoe", "shoe_000")
+        page.locator("#teacher-generate").click()
+        wait_state(page, "#teacher-progress")
+        assert canvas_painted(page, "#teacher-model") > 2000
+        # uploaded photos: a good one gives a mesh, a bad one a clear message
+        page.get_by_role("tab", name="Upload photos").first.click()
+        page.locator("#teacher-upload-front input[type=file]").set_input_files(str(front))
+        page.get_by_label("uploaded photos").check()
+        page.locator("#teacher-generate").click()
+        wait_state(page, "#teacher-progress")
+        assert canvas_painted(page, "#teacher-model") > 2000
+        page.reload()  # a fresh form, as a user starting over
+        open_tab(page, url, "Teacher")
+        page.get_by_role("tab", name="Upload photos").first.click()
+        page.locator("#teacher-upload-front input[type=file]").set_input_files(str(noise))
+        page.get_by_label("uploaded photos").check()
+        page.locator("#teacher-generate").click()
+        wait_state(page, "#teacher-progress", states=("failed",))
+        assert "background" in page.locator("#teacher-progress").inner_text()
+
+
+def test_3d_pipeline_cache_train_compare_export(studio_url):
+    url, roots, _ = studio_url
+    with browser_page("pipeline_3d") as page:
+        open_tab(page, url, "Cache")
+        choose(page, "#cache-dataset", "sample")
+        page.get_by_label("fast", exact=True).check()
+        page.locator("#cache-build").click()
+        seen = set()
+        end = time.time() + 120
+        while time.time() < end:
+            p = percent(page, "#cache-progress")
+            if p is not None:
+                seen.add(p)
+            if page.locator("#cache-progress .job-progress[data-state='succeeded']").count():
+                break
+            page.wait_for_timeout(150)
+        assert page.locator("#cache-progress .job-progress[data-state='succeeded']").count(), seen
+        assert len(seen) >= 2, f"progress never moved: {seen}"
+        assert "3 cached" in page.locator("#cache-summary").inner_text()
+
+        open_tab(page, url, "Train 3D")
+        choose(page, "#train-dataset", "sample")
+        choose(page, "#train-cache", CACHE)
+        set_number(page, "epochs", 12)  # long enough (about 20 s) to watch the plot grow
+        set_number(page, "batch size", 1)
+        set_number(page, "student width", 4)
+        page.get_by_label("also train the baseline (GT only)").uncheck()
+        page.locator("#train-start").click()
+        counts = []
+        end = time.time() + 300
+        while time.time() < end:
+            counts.append(plot_points(page, "#train-loss-plot"))
+            if page.locator("#train-comparison table").count():
+                break
+            page.wait_for_timeout(500)
+        growing = sorted(set(c for c in counts if c))
+        assert len(growing) >= 2, f"the loss plot did not gain points while training ran: {counts[-20:]}"
+        assert "student" in page.locator("#train-comparison").inner_text()
+
+        open_tab(page, url, "Compare")
+        page.get_by_role("button", name="↻ runs").first.click()
+        run_id = sorted(p.name for p in roots["runs"].iterdir() if (p / "checkpoints" / "best.pt").is_file())[0]
+        choose(page, "#compare-run", run_id)
+        page.wait_for_timeout(1000)
+        choose(page, "#compare-shoe", "shoe_000")
+        page.locator("#compare-go").click()
+        wait_state(page, "#compare-progress")
+        for name in ("teacher", "student", "gt"):
+            assert canvas_painted(page, f"#compare-{name}") > 1000, name
+        assert "cd_l1" in page.locator("#compare-metrics").inner_text()
+
+        open_tab(page, url, "Export")
+        choose(page, "#export-run", run_id)
+        page.locator("#export-go").click()
+        wait_state(page, "#export-progress", timeout=300)
+        link = page.locator("#export-files a[download='student.onnx']").first
+        link.wait_for(timeout=30_000)
+        with page.expect_download() as dl:
+            link.click()
+        path = dl.value.path()
+        assert path and open(path, "rb").read(64)  # a non-empty ONNX file came down
+
+
+def test_vae_one_epoch_shows_the_reconstruction_grid(studio_url):
+    url, _, _ = studio_url
+    with browser_page("vae_tab") as page:
+        open_tab(page, url, "VAE")
+        set_number(page, "training images (first N)", 64)
+        set_number(page, "teacher epochs", 1)
+        set_number(page, "distillation epochs", 1)
+        set_number(page, "fine-tune epochs", 0)
+        set_number(page, "w_perc", 0.1)
+        set_number(page, "report: test images (0 = all)", 64)
+        page.locator("#vae-start").click()
+        img = page.locator("#vae-grid img")
+        img.wait_for(timeout=300_000)  # drawn after the first epoch
+        assert page.evaluate("el => el.naturalWidth", img.element_handle()) > 32
+        wait_state(page, "#vae-progress", timeout=300)
+        page.locator("#vae-report table").wait_for(timeout=30_000)
+        assert "PSNR" in page.locator("#vae-report").inner_text()
