@@ -1,26 +1,34 @@
 """Benchmark of 3D distillation training on the 101 sample shoes (issue 5).
 
-    python bench/bench_train3d.py [--data ROOT --cache DIR] [--work DIR] [--epochs 2] [--threads 1] [--full]
+    python bench/bench_train3d.py [--data ROOT --cache DIR] [--work DIR] [--epochs 2] [--threads N]
+                                  [--compare-threads] [--full [--full-epochs 50]]
 
-Measures, side by side in one run:
+Measures, side by side in one run (these machines are noisy: read ratios, and the load average printed
+at the start and the end):
 
-* student forward, batch 1, torch eager (inference mode): ms per shoe (target <= 15 ms), on 1 and 2
-  threads, and batch 8 per shoe for comparison;
-* training seconds per epoch over ``--epochs`` epochs of the default config (101 shoes, 20 % of the GT
-  shoes held out) and the extrapolation to 50 epochs (target <= 10 min on 2 cores); epoch 1 is slower
-  (the untrained student is far from its targets, so the nearest-neighbour search visits more of the
-  KD-trees), so the extrapolation uses the last timed epoch and the mean is shown beside it;
-* with ``--full``: 50 epochs distilled + 50 epochs baseline (same seed and split), then
-  ``evaluate_run``: student vs teacher val CD-L1 (target <= 1.25x) and student vs baseline.
+* student forward, batch 1, torch eager (inference mode): ms per shoe (target <= 15 ms) on 1 and 2
+  threads, taken alternately, and batch 8 per shoe for comparison;
+* training seconds per epoch (validation included; its share is shown) over ``--epochs`` epochs of the
+  default config (101 shoes, 20 % of the GT shoes held out) and the extrapolation to 50 epochs
+  (target <= 10 min on 2 cores, shoe loading included); epoch 1 is slower (the untrained student is
+  far from its targets, so the nearest-neighbour search visits more of the KD-trees), so the
+  extrapolation uses the last timed epoch and the mean is shown beside it;
+* ``--compare-threads``: the same short training on 1 and on 2 torch threads, alternately twice
+  (1, 2, 1, 2), mean seconds per epoch of each;
+* ``--full``: instead of the short timing, ``--full-epochs`` (50) epochs distilled + the same baseline
+  (GT alone, same seed and split), then ``evaluate_run``: the real seconds per epoch and total
+  (target <= 600 s), student vs teacher val CD-L1 (target <= 1.25x) and student vs baseline.
 
-Data: ``--data`` / ``--cache`` if given; else ``$DS_DATA/sample`` and ``$DS_CACHE/visual-hull-balanced``
-when they exist; else the sample is built (``build_sample``) and cached with the visual-hull teacher,
-preset balanced, under ``--work`` (default: a folder in the system temp dir, reused between runs).
+``--threads`` sets the training config's ``threads`` (default: the config's default). Data: ``--data``
+/ ``--cache`` if given; else ``$DS_DATA/sample`` and ``$DS_CACHE/visual-hull-balanced`` when they
+exist; else the sample is built (``build_sample``) and cached with the visual-hull teacher, preset
+balanced, under ``--work`` (default: a folder in the system temp dir, reused between runs).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -38,6 +46,7 @@ from engine.config import cache_root, sample_root  # noqa: E402
 TARGET_FORWARD_MS = 15.0
 TARGET_50_EPOCHS_S = 600.0
 TARGET_VS_TEACHER = 1.25
+VAL_LINE = re.compile(r"epoch (\d+)/\d+: .*\(validation ([0-9.]+) s\)")
 
 
 def prepare(args) -> tuple[Path, Path]:
@@ -63,40 +72,91 @@ def prepare(args) -> tuple[Path, Path]:
     return data, cache
 
 
-def forward_ms(batch: int, threads: int, reps: int = 30) -> float:
-    """Median eager forward time per shoe (ms) of the default student at ``batch`` on ``threads`` threads."""
+def forward_ms(rounds: int = 5, reps: int = 10) -> dict:
+    """Median eager forward time per shoe (ms) of the default student, keyed by (batch, threads).
+
+    Every (batch, threads) pair is timed in each of ``rounds`` rounds, alternately, so machine noise
+    hits all alike; the figure is the median over all calls."""
     from engine.students.mesh_student import MeshStudent, StudentConfig
 
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = MeshStudent(StudentConfig()).eval()
-    x = torch.rand(batch, 4, 4, model.config.image_size, model.config.image_size)
-    times = []
+    s = model.config.image_size
+    keys = [(b, t) for b in (1, 8) for t in (1, 2)]
+    inputs = {b: torch.rand(b, 4, 4, s, s) for b in (1, 8)}
+    times: dict = {k: [] for k in keys}
     with torch.inference_mode():
-        for i in range(reps + 5):
-            t = time.perf_counter()
-            model(x)
-            if i >= 5:
-                times.append(time.perf_counter() - t)
+        for r in range(rounds):
+            for b, t in keys:
+                torch.set_num_threads(t)
+                for i in range(reps + (3 if r == 0 else 1)):
+                    t0 = time.perf_counter()
+                    model(inputs[b])
+                    if i >= (3 if r == 0 else 1):
+                        times[(b, t)].append((time.perf_counter() - t0) / b)
     torch.set_num_threads(before)
-    return 1000 * statistics.median(times) / batch
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
-def train(ctx_root: Path, cfg: dict) -> tuple[Path, dict, float]:
+class BenchContext(RunContext):
+    """A quiet run context that also keeps the log lines (the validation seconds are only logged)."""
+
+    def __init__(self, run_dir):
+        super().__init__(run_dir, quiet=True)
+        self.val_seconds: dict[int, float] = {}
+
+    def log(self, text: str) -> None:
+        super().log(text)
+        m = VAL_LINE.search(text)
+        if m:
+            self.val_seconds[int(m.group(1))] = float(m.group(2))
+
+
+def train(run_root: Path, cfg: dict) -> dict:
+    """One training run; returns ``{run, result, total, load, epochs: [epoch records], val: {epoch: s}}``."""
     from engine.train.distill3d import train_student
 
-    run = runs.create_run("train3d", cfg, root=ctx_root)
+    run = runs.create_run("train3d", cfg, root=run_root)
+    ctx = BenchContext(run)
     t = time.perf_counter()
-    result = train_student(RunContext(run, quiet=True), cfg)
-    return run, result, time.perf_counter() - t
+    result = train_student(ctx, cfg)
+    total = time.perf_counter() - t
+    epochs = [r for r in runs.read_history(run) if r["scope"] == "epoch"]
+    return {"run": run, "result": result, "total": total, "load": total - sum(r["seconds"] for r in epochs),
+            "epochs": epochs, "val": ctx.val_seconds}
 
 
 def row(name: str, value: float, unit: str, target: float | None = None) -> str:
     if target is None:
-        return f"{name:<44}{value:>12.3f} {unit:<6}{'':>12}{'':>9}"
+        return f"{name:<52}{value:>12.3f} {unit:<6}{'':>12}{'':>9}"
     ratio = value / target
-    return f"{name:<44}{value:>12.3f} {unit:<6}{target:>12.3f}{ratio:>8.2f}x  {'PASS' if ratio <= 1 else 'MISS'}"
+    return f"{name:<52}{value:>12.3f} {unit:<6}{target:>12.3f}{ratio:>8.2f}x  {'PASS' if ratio <= 1 else 'MISS'}"
+
+
+def header() -> None:
+    print(f"\n{'measure':<52}{'value':>12} {'unit':<6}{'target':>12}{'ratio':>9}")
+    print("-" * 98)
+
+
+def epoch_rows(t: dict, label: str) -> None:
+    """Per-epoch seconds (validation share), and the 50-epoch figure: extrapolated or real."""
+    epochs = t["epochs"]
+    for r in epochs if len(epochs) <= 5 else epochs[:2] + epochs[-2:]:
+        val = t["val"].get(r["epoch"])
+        print(row(f"{label} epoch {r['epoch']} (val CD-L1 {r['val_cd_l1']:.4f}"
+                  + (f", val {val:.1f} s)" if val is not None else ")"), r["seconds"], "s"))
+    secs = [r["seconds"] for r in epochs]
+    print(row(f"{label} seconds per epoch, mean of {len(secs)}", statistics.mean(secs), "s"))
+    print(row(f"{label} shoes loaded ({t['result']['train']} train, {t['result']['val']} val)", t["load"], "s"))
+    if len(epochs) >= 50:
+        print(row(f"{label} {len(epochs)} epochs, measured (loading included)", t["total"], "s",
+                  TARGET_50_EPOCHS_S if len(epochs) == 50 else None))
+    else:
+        print(row(f"{label} 50 epochs, extrapolated from the last epoch", t["load"] + 50 * secs[-1], "s",
+                  TARGET_50_EPOCHS_S))
+        print(row(f"{label} 50 epochs, extrapolated from the mean epoch", t["load"] + 50 * statistics.mean(secs), "s",
+                  TARGET_50_EPOCHS_S))
 
 
 def main() -> int:
@@ -104,57 +164,57 @@ def main() -> int:
     parser.add_argument("--data", default=None)
     parser.add_argument("--cache", default=None)
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "ds-bench-train3d"))
-    parser.add_argument("--epochs", type=int, default=2, help="epochs to time (default 2)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for training (default 1: on a shared 2-core machine a second OpenMP "
-                             "thread is often descheduled and every parallel op waits for it)")
-    parser.add_argument("--full", action="store_true", help="also train 50 epochs distilled + baseline and evaluate")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the short timing (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="training threads (default: the config's)")
+    parser.add_argument("--compare-threads", action="store_true", help="short training on 1 vs 2 threads, alternately")
+    parser.add_argument("--full", action="store_true", help="train --full-epochs distilled + baseline and evaluate")
     parser.add_argument("--full-epochs", type=int, default=50)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    from engine.train.distill_config import DEFAULTS
+
+    threads = DEFAULTS["threads"] if args.threads is None else args.threads
     data, cache = prepare(args)
     run_root = Path(args.work) / "runs"
-    print(f"data {data}\ncache {cache}\ntorch {torch.__version__}, training on {args.threads} thread(s), "
+    print(f"data {data}\ncache {cache}\ntorch {torch.__version__}, training on {threads} thread(s), "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
-
-    fwd = {(b, t): forward_ms(b, t) for b in (1, 8) for t in (1, 2)}
-    cfg = {"data": str(data), "cache": str(cache), "epochs": args.epochs, "seed": 0}
-    run, result, total = train(run_root, cfg)
-    epochs = [r for r in runs.read_history(run) if r["scope"] == "epoch"]
-    secs = [r["seconds"] for r in epochs]
-    load = total - sum(secs)
-    steady, mean = secs[-1], statistics.mean(secs)
-    print(f"\nload average {os.getloadavg()[0]:.1f} at the end; run {run}")
-    print(f"\n{'measure':<44}{'value':>12} {'unit':<6}{'target':>12}{'ratio':>9}")
-    print("-" * 90)
-    for (b, t), ms in fwd.items():
-        print(row(f"student forward, batch {b}, {t} thread(s) (per shoe)", ms, "ms", TARGET_FORWARD_MS if b == 1 else None))
-    print(row(f"shoes loaded ({result['train']} train, {result['val']} val)", load, "s"))
-    for r in epochs:
-        print(row(f"epoch {r['epoch']} (val CD-L1 {r['val_cd_l1']:.4f})", r["seconds"], "s"))
-    print(row("seconds per training step (batch 4), last", epochs[-1]["seconds_per_step"], "s"))
-    print(row("50 epochs, extrapolated from the last epoch", load + 50 * steady, "s", TARGET_50_EPOCHS_S))
-    print(row("50 epochs, extrapolated from the mean epoch", load + 50 * mean, "s", TARGET_50_EPOCHS_S))
+    fwd = forward_ms()
+    cfg = {"data": str(data), "cache": str(cache), "seed": 0, "threads": threads}
     if args.full:
-        full(run_root, data, cache, args.full_epochs)
+        t_run = train(run_root, {**cfg, "epochs": args.full_epochs})
+        t_base = train(run_root, {**cfg, "epochs": args.full_epochs, "baseline": True})
+    else:
+        t_run = train(run_root, {**cfg, "epochs": args.epochs})
+    compare = {}
+    if args.compare_threads:
+        for n in (1, 2, 1, 2):
+            t = train(run_root, {**cfg, "epochs": args.epochs, "threads": n})
+            compare.setdefault(n, []).extend(r["seconds"] for r in t["epochs"])
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end; run {t_run['run']}")
+    header()
+    for (b, t), ms in fwd.items():
+        print(row(f"student forward, batch {b}, {t} thread(s) (per shoe)", ms, "ms",
+                  TARGET_FORWARD_MS if b == 1 else None))
+    epoch_rows(t_run, "distilled")
+    for n, secs in compare.items():
+        print(row(f"{n} thread(s): mean s/epoch over {len(secs)} epochs (alternating runs)",
+                  statistics.mean(secs), "s"))
+    if args.full:
+        epoch_rows(t_base, "baseline")
+        evaluate(t_run["run"], t_base["run"])
     return 0
 
 
-def full(run_root: Path, data: Path, cache: Path, epochs: int) -> None:
+def evaluate(run: Path, base: Path) -> None:
     from engine.evaluate.mesh_eval import METRICS, evaluate_run
 
-    cfg = {"data": str(data), "cache": str(cache), "epochs": epochs, "seed": 0}
-    run, _, t_run = train(run_root, cfg)
-    base, _, t_base = train(run_root, {**cfg, "baseline": True})
     report = evaluate_run(RunContext(None, quiet=True), run, baseline_run=base)
-    print(f"\n{epochs} epochs: distilled {t_run:.0f} s ({run.name}), baseline {t_base:.0f} s ({base.name})")
-    print(f"val split: {report['val_shoes']} shoes; {report['normalisation']}")
+    print(f"\nval split: {report['val_shoes']} shoes; {report['normalisation']}")
     print(f"\n{'model':<10}" + "".join(f"{k:>20}" for k in METRICS))
     for name, m in report["summary"].items():
         if m:
             print(f"{name:<10}" + "".join(f"{m[k]:>20.5f}" for k in METRICS))
     r = report["ratios"]
-    print()
+    header()
     print(row("student / teacher val CD-L1", r["student_vs_teacher_cd_l1"], "x", TARGET_VS_TEACHER))
     print(row("baseline / teacher val CD-L1", r["baseline_vs_teacher_cd_l1"], "x"))
     print(row("student / baseline val CD-L1", r["student_vs_baseline_cd_l1"], "x"))

@@ -10,11 +10,13 @@ student on GT alone.
 Per step ``ctx.metric`` gets ``{"scope": "step", epoch, step, global_step, loss, cd, cd_teacher, cd_gt,
 edge, smooth, alpha, alpha_batch, lr, seconds}``; per epoch ``{"scope": "epoch", ..., seconds,
 seconds_per_step, val_cd_l1, val_cd_l2, val_fscore@1%, val_fscore@2%, val_normal_consistency, best}``
-(val: the student mesh normalised — bbox centre 0, longest side 1 — 10k seeded points vs the shoe's GT
-points, ``engine.geometry.metrics.point_metrics``). Checkpoints go to ``ctx.run_dir/checkpoints/``:
-``last.pt`` every epoch, ``best.pt`` on a new best val CD-L1 (train loss when there is no val
-split), ``epoch_NNNN.pt`` every ``checkpoint_every`` epochs; each holds ``{kind, student_config,
-train_config, state_dict, optimizer, epoch, best_val, best_epoch, split}`` (plain data only).
+(val: the student mesh normalised — bbox centre 0, longest side 1 — ``VAL_POINTS`` (10k) seeded points
+vs the shoe's 10k GT points, ``engine.geometry.metrics.point_metrics``, whatever ``target_points``
+training uses; the epoch's log line also gives the validation seconds). Checkpoints go to
+``ctx.run_dir/checkpoints/``: ``last.pt`` every epoch, ``best.pt`` on a new best val CD-L1 (train loss
+when there is no val split), ``epoch_NNNN.pt`` every ``checkpoint_every`` epochs; each holds ``{kind,
+student_config, train_config, state_dict, optimizer, epoch, best_val, best_epoch, split}`` (plain data
+only).
 
 As a background job: ``JobRunner.submit(functools.partial(train_student, config=cfg), kind="train3d",
 config=cfg)`` (``submit`` keeps its own ``config`` keyword for ``config.json``, so the training config
@@ -27,6 +29,13 @@ Determinism: the model is initialised from ``seed``; the shuffle of epoch e is
 continues with exactly the numbers of an uninterrupted run. Cancelling stops at the next step; the
 previous ``last.pt`` stays valid. Under ``torchrun`` (WORLD_SIZE > 1) the student is wrapped in DDP
 (gloo on CPU, nccl on CUDA) and only rank 0 writes.
+
+Speed on CPU (``bench/bench_train3d.py``): per step the student's forward + backward and the Chamfer
+terms (KD-trees: one per fixed target built once at load, one per student point set and target)
+dominate; validation costs about a tenth of an epoch. ``threads`` (default 1) is set for the run: on
+a shared 2-core machine a second OpenMP thread is often descheduled and every parallel op then waits
+for it (measured: 2 threads ~30 % faster per epoch on an otherwise idle machine, 2-3x slower while
+another process kept a core busy).
 """
 from __future__ import annotations
 
@@ -48,6 +57,7 @@ from engine.train.shoe_data import ShoeSet, batch_views, load_shoes, split_ids
 
 CKPT_DIR = "checkpoints"
 VAL_SEED = 12345  # fixed: val points are the same in every epoch and every run
+VAL_POINTS = 10_000  # student and GT points per val shoe, whatever ``target_points`` training uses
 
 
 class TrainingDiverged(UserError):
@@ -131,7 +141,8 @@ def _batch(shoes: ShoeSet, rows: list[int], device) -> dict:
     idx = torch.as_tensor(rows, dtype=torch.long)
     cpu = device.type == "cpu"
     return {"views": batch_views(shoes.views[idx], device),
-            "teacher_points": shoes.teacher_points[idx].to(device), "gt_points": shoes.gt_points[idx].to(device),
+            "teacher_points": shoes.teacher_points[idx].to(device),
+            "gt_points": shoes.gt_points[idx, :shoes.train_points].to(device),
             "has_teacher": shoes.has_teacher[idx], "has_gt": shoes.has_gt[idx],
             "teacher_trees": [shoes.teacher_trees[r] for r in rows] if cpu else None,
             "gt_trees": [shoes.gt_trees[r] for r in rows] if cpu else None}
@@ -212,9 +223,13 @@ def train_student(ctx, config: dict) -> dict:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(cfg["device"], local_rank)
     rank, world, owned = _init_distributed(device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])  # process-wide (torch has no per-thread setting); restored below
     try:
         return _train(ctx if rank == 0 else _Silent(ctx), cfg, device, rank, world)
     finally:
+        torch.set_num_threads(threads)
         if owned:
             import torch.distributed as dist
 
@@ -226,7 +241,8 @@ def _prepare(ctx, cfg: dict, rank: int) -> tuple[ShoeSet, ShoeSet, dict, dict]:
     sc = cfg["student"]
     log = ctx.log
     shoes, counts = load_shoes(ctx, Path(cfg["data"]), Path(cfg["cache"]) if cfg["cache"] else None,
-                               sc["image_size"], cfg["target_points"], need_teacher=not cfg["baseline"])
+                               sc["image_size"], cfg["target_points"], need_teacher=not cfg["baseline"],
+                               val_points=VAL_POINTS if cfg["val_fraction"] > 0 else 0)
     train_ids, val_ids = split_ids(shoes, cfg["val_fraction"], cfg["seed"])
     train = shoes.subset(shoes.rows_of(train_ids))
     if cfg["baseline"]:
@@ -347,7 +363,9 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             eta = (time.perf_counter() - t_start) / max(done, 1) * (total_steps - done)
             ctx.progress(0.02 + 0.98 * done / total_steps,
                          f"epoch {epoch}/{epochs} · step {step}/{steps_per_epoch} · ETA {runs.format_duration(eta)}")
-        vals = validate(student, val, bs, cfg["target_points"], device, rank, world)
+        t_val = time.perf_counter()
+        vals = validate(student, val, bs, VAL_POINTS, device, rank, world)
+        t_val = time.perf_counter() - t_val
         record = {k: v / max(n_ok, 1) for k, v in sums.items()}
         current = vals["val_cd_l1"] if has_val else record.get("loss", math.inf)
         is_best = best_val is None or current < best_val
@@ -366,7 +384,7 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             save_checkpoint(ckpt_dir / "last.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split)
         shown = f"val CD-L1 {vals['val_cd_l1']:.5f}" if has_val else f"train loss {current:.5f}"
         log(f"epoch {epoch}/{epochs}: loss {record.get('loss', float('nan')):.5f}, {shown}, alpha {alpha:.3f}, "
-            f"{secs:.1f} s{' (best)' if is_best else ''}")
+            f"{secs:.1f} s (validation {t_val:.1f} s){' (best)' if is_best else ''}")
         last_epoch = epoch
     ctx.progress(1.0, f"done: best {'val CD-L1' if has_val else 'train loss'} {best_val} at epoch {best_epoch}")
     return {"run_dir": str(ctx.run_dir) if ctx.run_dir else None, "epochs": epochs, "last_epoch": last_epoch,

@@ -8,11 +8,14 @@ For every shoe of the dataset (``engine.data.layout``):
 * ``teacher``: the first ``target_points`` of the cache entry's 10k surface points and normals
   (i.i.d. area-uniform samples, so a prefix is a uniform subsample). Present only for an ``ok``
   entry whose fingerprint still matches the images; otherwise the shoe has no teacher (logged).
-* ``gt``: ``target_points`` area-uniform points + normals of the GT mesh, normalised (bbox centre at
-  the origin, longest side 1), sampled once with a generator seeded from the shoe ID
-  (``engine.cache.point_seed``) — the same points in every run.
+* ``gt``: ``max(target_points, val_points)`` area-uniform points + normals of the GT mesh, normalised
+  (bbox centre at the origin, longest side 1), sampled once with a generator seeded from the shoe ID
+  (``engine.cache.point_seed``) — the same points in every run. Training uses the first
+  ``target_points`` of them (``ShoeSet.train_points``), validation all of them, so the val metric
+  does not change with the training target count.
 
-A KD-tree per fixed target set is built once (``PointTree``) and reused every step.
+A KD-tree per fixed training target set (the ``train_points`` prefix) is built once (``PointTree``)
+and reused every step.
 """
 from __future__ import annotations
 
@@ -36,11 +39,12 @@ class ShoeSet:
     teacher_points: torch.Tensor  # (N, M, 3) float32
     teacher_normals: torch.Tensor  # (N, M, 3) float32
     has_teacher: torch.Tensor  # (N,) bool
-    gt_points: torch.Tensor  # (N, M, 3) float32
-    gt_normals: torch.Tensor  # (N, M, 3) float32
+    gt_points: torch.Tensor  # (N, M_gt, 3) float32, M_gt >= train_points
+    gt_normals: torch.Tensor  # (N, M_gt, 3) float32
     has_gt: torch.Tensor  # (N,) bool
-    teacher_trees: list = field(default_factory=list)  # PointTree or None per shoe
-    gt_trees: list = field(default_factory=list)
+    teacher_trees: list = field(default_factory=list)  # PointTree or None per shoe (all M points)
+    gt_trees: list = field(default_factory=list)  # PointTree or None per shoe (the first train_points)
+    train_points: int = 0  # training targets per shoe: teacher points M, the first M GT points
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -50,7 +54,8 @@ class ShoeSet:
         idx = torch.as_tensor(rows, dtype=torch.long)
         return ShoeSet([self.ids[r] for r in rows], self.views[idx], self.teacher_points[idx],
                        self.teacher_normals[idx], self.has_teacher[idx], self.gt_points[idx], self.gt_normals[idx],
-                       self.has_gt[idx], [self.teacher_trees[r] for r in rows], [self.gt_trees[r] for r in rows])
+                       self.has_gt[idx], [self.teacher_trees[r] for r in rows], [self.gt_trees[r] for r in rows],
+                       self.train_points)
 
     def rows_of(self, ids) -> list[int]:
         pos = {sid: i for i, sid in enumerate(self.ids)}
@@ -130,12 +135,13 @@ def _teacher_targets(cache_dir: Path | None, meta: dict | None, shoe, n: int, lo
 
 
 def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, target_points: int,
-               need_teacher: bool = True) -> tuple[ShoeSet, dict]:
+               need_teacher: bool = True, val_points: int = 0) -> tuple[ShoeSet, dict]:
     """Load every usable shoe of ``data_root`` into memory (see the module docstring).
 
     ``cache_dir`` None (or ``need_teacher`` False) loads no teacher points. A shoe is skipped (and
     logged) when it has no views, or has neither a usable teacher entry nor a readable GT mesh.
     Without teacher points (baseline) photo-only shoes are left out and counted, not logged one by one.
+    ``val_points``: GT points kept per shoe for validation (at least ``target_points`` are kept).
     Returns ``(shoes, counts)`` with counts ``{total, used, both, teacher_only, gt_only, skipped,
     photo_only_left_out}``.
     ``UserError`` when the dataset or the cache is missing, or no shoe is usable.
@@ -151,6 +157,7 @@ def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, ta
             raise UserError(f"{cache_dir}: no teacher cache here (metadata.json not found); build it first")
     else:
         cache_dir = None
+    gt_points = max(int(target_points), int(val_points))
     rows: list[tuple] = []
     counts = {"total": len(shoes), "skipped": 0, "photo_only_left_out": 0}
     for i, shoe in enumerate(shoes):
@@ -163,7 +170,7 @@ def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, ta
         gt = None
         if shoe.has_gt:
             try:
-                gt = gt_surface_points(shoe.obj_path, shoe.id, target_points)
+                gt = gt_surface_points(shoe.obj_path, shoe.id, gt_points)
             except UserError as exc:
                 ctx.log(f"{shoe.id}: GT mesh unusable, treated as photo-only ({exc})")
         if teacher is None and gt is None:
@@ -177,16 +184,16 @@ def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, ta
         ctx.progress(0.02 * (i + 1) / len(shoes), f"loading shoes {i + 1}/{len(shoes)}")
     if not rows:
         raise UserError(f"{data_root}: no usable shoes (each needs views plus a teacher entry or a GT mesh)")
-    zeros = torch.zeros(target_points, 3)
+    zeros, gzeros = torch.zeros(target_points, 3), torch.zeros(gt_points, 3)
     tp = torch.stack([r[2][0] if r[2] else zeros for r in rows])
     tn = torch.stack([r[2][1] if r[2] else zeros for r in rows])
-    gp = torch.stack([r[3][0] if r[3] else zeros for r in rows])
-    gn = torch.stack([r[3][1] if r[3] else zeros for r in rows])
+    gp = torch.stack([r[3][0] if r[3] else gzeros for r in rows])
+    gn = torch.stack([r[3][1] if r[3] else gzeros for r in rows])
     has_t = torch.tensor([r[2] is not None for r in rows])
     has_g = torch.tensor([r[3] is not None for r in rows])
     out = ShoeSet([r[0] for r in rows], torch.stack([r[1] for r in rows]), tp, tn, has_t, gp, gn, has_g,
                   [PointTree(tp[i]) if has_t[i] else None for i in range(len(rows))],
-                  [PointTree(gp[i]) if has_g[i] else None for i in range(len(rows))])
+                  [PointTree(gp[i, :target_points]) if has_g[i] else None for i in range(len(rows))], target_points)
     counts.update(used=len(rows), both=int((has_t & has_g).sum()), teacher_only=int((has_t & ~has_g).sum()),
                   gt_only=int((~has_t & has_g).sum()))
     return out, counts

@@ -69,7 +69,7 @@ def build(studio: Studio) -> None:
         batch = gr.Number(value=4, precision=0, minimum=1, label="batch size")
         l_edge = gr.Number(value=2.0, label="λ edge")
         l_smooth = gr.Number(value=1.0, label="λ smooth")
-        width = gr.Number(value=16, precision=0, minimum=4, label="student width")
+        width = gr.Number(value=12, precision=0, minimum=4, label="student width")
         seed = gr.Number(value=0, precision=0, label="seed")
         baseline = gr.Checkbox(value=True, label="also train the baseline (GT only)")
     with gr.Row():

@@ -1,0 +1,88 @@
+"""The mesh student itself: coarse-to-fine unpooling order, the two neighbour-mean paths, config rules,
+ONNX export parity (the contract ``engine.export`` builds on)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.export import export_onnx, ort_session, parity
+from engine.geometry import camera
+from engine.geometry.mesh import icosphere
+from engine.students.mesh_student import (MeshGraph, MeshStudent, StudentConfig, count_parameters,
+                                          unpool_pairs, view_projection)
+
+torch.set_num_threads(1)
+TINY = StudentConfig(width=4, hidden=16, blocks=1, sampled=8, image_size=32)
+
+
+def test_unpooling_level_3_gives_icosphere_4_in_its_vertex_order():
+    coarse, _ = icosphere(3)
+    fine, _ = icosphere(4)
+    pairs = unpool_pairs(3)  # (2562, 2)
+    assert pairs.shape == (2562, 2) and int(pairs.max()) < 642
+    assert torch.equal(pairs[:642], torch.arange(642).unsqueeze(1).repeat(1, 2))  # kept vertices first
+    mid = 0.5 * (coarse[pairs[:, 0]] + coarse[pairs[:, 1]])  # (2562, 3) edge midpoints, inside the sphere
+    torch.testing.assert_close(mid / mid.norm(dim=1, keepdim=True) * 0.5, fine, atol=1e-6, rtol=0)
+    # every new vertex sits on an edge of the coarse sphere: its parents are neighbours
+    graph = MeshGraph(3)
+    assert all(int(b) in graph.nbr_idx[int(a)].tolist() for a, b in pairs[642:].tolist())
+
+
+def test_forward_shape_faces_and_template_are_the_level_4_icosphere():
+    torch.manual_seed(0)
+    model = MeshStudent(TINY)
+    out = model(torch.rand(2, 4, 4, 32, 32))
+    assert out.shape == (2, 2562, 3) and out.is_contiguous() and bool(torch.isfinite(out).all())
+    verts, faces = icosphere(4)
+    axes = torch.tensor(TINY.template_axes)
+    assert torch.equal(model.faces, faces) and torch.equal(model.template, verts * axes)
+    extent = model.template.amax(0) - model.template.amin(0)
+    torch.testing.assert_close(extent, axes)  # the ellipsoid spans template_axes
+    single = MeshStudent(StudentConfig(**{**TINY.to_dict(), "stages": 1}))
+    assert single(torch.rand(1, 4, 4, 32, 32)).shape == (1, 2562, 3)
+    assert count_parameters(MeshStudent()) < 2_000_000  # "a few million parameters at most"
+
+
+def test_one_matmul_projects_into_every_view_as_the_camera_module_does():
+    proj, offset = view_projection()
+    pts = torch.rand(50, 3, generator=torch.Generator().manual_seed(0)) - 0.5
+    want = torch.cat([camera.project_ndc(pts, name) for name in camera.VIEW_NAMES], 1)  # (50, 8)
+    torch.testing.assert_close(pts @ proj + offset, want)
+
+
+def test_sparse_neighbour_mean_matches_the_gather_table_in_value_and_gradient():
+    graph = MeshGraph(2).double()
+    v = graph.template.shape[0]
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    h = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    dense = torch.zeros(v, v, dtype=torch.float64)
+    dense.scatter_add_(1, graph.nbr_idx, graph.nbr_w.double())  # (V, V) row-stochastic
+    assert torch.allclose(dense.sum(1), torch.ones(v, dtype=torch.float64))
+    want = base + torch.einsum("uv,vbc->ubc", dense, h)
+    torch.testing.assert_close(graph.add_mean(base, h), want)
+    gathered = h.index_select(0, graph.nbr_idx.flatten()).view(v, 6, 10)  # the ONNX path's gather
+    torch.testing.assert_close(base + (graph.nbr_w.double().unsqueeze(1) @ gathered).view(v, 2, 5), want)
+    assert torch.autograd.gradcheck(graph.add_mean, (base, h))
+
+
+def test_config_rejects_unknown_keys_by_name_and_impossible_stages():
+    with pytest.raises(ValueError, match="unknown student config keys: hiden"):
+        StudentConfig.from_dict({"hiden": 8})
+    assert StudentConfig.from_dict(StudentConfig().to_dict()) == StudentConfig()
+    with pytest.raises(ValueError, match="cannot end at ico-sphere level"):
+        MeshStudent(StudentConfig(level=1, stages=3))
+
+
+def test_onnx_export_matches_torch_at_batch_1_and_3(tmp_path):
+    torch.manual_seed(0)
+    model = MeshStudent(TINY)
+    s = model.config.image_size
+    path = export_onnx(model, torch.rand(1, 4, 4, s, s), tmp_path / "student.onnx", input_names=("views",),
+                       output_names=("vertices",))
+    session = ort_session(path, threads=1)
+    g = torch.Generator().manual_seed(2)
+    for batch in (1, 3):
+        views = torch.rand(batch, 4, 4, s, s, generator=g)
+        assert parity(model, session, views) <= 1e-4
+    assert not any(n.op_type.startswith("Sparse") for n in __import__("onnx").load(str(path)).graph.node)
