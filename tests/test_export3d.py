@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import trimesh
@@ -16,11 +17,13 @@ from engine.cli.train import RunContext
 from engine.config import UserError
 from engine.data.layout import list_shoes
 from engine.data.sample_shoes import build_sample
-from engine.export import export_student, ort_session, run_ort
-from engine.export.mesh_student import FACES_NAME, INT8_NAME, META_NAME, ONNX_NAME, sidecar_paths
+from engine.export import export_onnx, export_student, ort_session, parity, run_ort
+from engine.export.mesh_student import (FACES_NAME, INPUT_NAME, INT8_NAME, META_NAME, ONNX_NAME, OUTPUT_NAME,
+                                        quantize_int8, sidecar_paths)
 from engine.geometry.camera import VIEW_NAMES
 from engine.infer import infer, load_predictor, views_from_photos
 from engine.jobs import NULL_CONTEXT
+from engine.students.mesh_student import MeshStudent
 from engine.train.distill3d import load_student, train_student
 from engine.train.shoe_data import load_views_tensor
 
@@ -99,6 +102,27 @@ def test_export_files_report_and_int8_model(trained, exported):
     verts = int8.predict(load_views_tensor(list_shoes(trained["data"])[0], 32))
     assert verts.shape == (2562, 3) and np.isfinite(verts).all() and int8.kind == "onnx"
     assert sidecar_paths(out / INT8_NAME) == (out / META_NAME, out / FACES_NAME)
+
+
+def test_default_student_exports_compact_tables_and_int8_is_at_most_30_percent_of_fp32(tmp_path):
+    torch.manual_seed(0)
+    model = MeshStudent()  # the default StudentConfig (issue 6: INT8 file <= 30 % of FP32)
+    s = model.config.image_size
+    g = torch.Generator().manual_seed(1)
+    fp32 = export_onnx(model, torch.rand(2, 4, 4, s, s, generator=g), tmp_path / ONNX_NAME, (INPUT_NAME,),
+                       (OUTPUT_NAME,))
+    int8 = quantize_int8(fp32, tmp_path / INT8_NAME)
+    assert int8.stat().st_size <= 0.30 * fp32.stat().st_size
+    graph = onnx.load(str(fp32)).graph  # index tables stored once, as uint16; no weight tables
+    tables = [onnx.numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"]
+    tables += [onnx.numpy_helper.to_array(t) for t in graph.initializer if t.data_type != onnx.TensorProto.FLOAT]
+    assert sum(t.nbytes for t in tables) < 33_000 and all(t.dtype != np.int64 or t.size < 64 for t in tables)
+    session = ort_session(fp32, threads=2)  # 2 threads: ONNX Runtime splits some ops (ScatterND: wrongly)
+    for batch in (1, 3):
+        assert parity(model, session, torch.rand(batch, 4, 4, s, s, generator=g)) <= 1e-5
+    x = torch.rand(1, 4, 4, s, s, generator=g)
+    (a,), (b,) = run_ort(session, x), run_ort(ort_session(int8, threads=1), x)
+    assert b.shape == (1, 2562, 3) and 0 < np.abs(a - b).max() < 0.1  # the compacted INT8 file runs
 
 
 def test_views_from_photos_matches_training_preprocessing(trained, tmp_path):

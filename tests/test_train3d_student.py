@@ -2,12 +2,14 @@
 ONNX export parity (the contract ``engine.export`` builds on)."""
 from __future__ import annotations
 
+import onnx
 import pytest
 import torch
 
 from engine.export import export_onnx, ort_session, parity
 from engine.geometry import camera
 from engine.geometry.mesh import icosphere
+from engine.students.mesh_onnx import NeighbourSum
 from engine.students.mesh_student import (MeshGraph, MeshStudent, StudentConfig, count_parameters,
                                           unpool_pairs, view_projection)
 
@@ -38,6 +40,9 @@ def test_forward_shape_faces_and_template_are_the_level_4_icosphere():
     assert torch.equal(model.faces, faces) and torch.equal(model.template, verts * axes)
     extent = model.template.amax(0) - model.template.amin(0)
     torch.testing.assert_close(extent, axes)  # the ellipsoid spans template_axes
+    maps, _ = model.encoder(torch.rand(4, 4, 30, 30))  # the export's static map shapes: odd sizes round up
+    assert [(m.shape[1], m.shape[-1]) for m in maps] == MeshStudent(StudentConfig(**{**TINY.to_dict(),
+                                                                                     "image_size": 30})).map_shapes
     single = MeshStudent(StudentConfig(**{**TINY.to_dict(), "stages": 1}))
     assert single(torch.rand(1, 4, 4, 32, 32)).shape == (1, 2562, 3)
     assert count_parameters(MeshStudent()) < 2_000_000  # "a few million parameters at most"
@@ -50,20 +55,29 @@ def test_one_matmul_projects_into_every_view_as_the_camera_module_does():
     torch.testing.assert_close(pts @ proj + offset, want)
 
 
-def test_sparse_neighbour_mean_matches_the_gather_table_in_value_and_gradient():
-    graph = MeshGraph(2).double()
-    v = graph.template.shape[0]
-    g = torch.Generator().manual_seed(1)
-    base = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
-    h = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
-    dense = torch.zeros(v, v, dtype=torch.float64)
-    dense.scatter_add_(1, graph.nbr_idx, graph.nbr_w.double())  # (V, V) row-stochastic
-    assert torch.allclose(dense.sum(1), torch.ones(v, dtype=torch.float64))
-    want = base + torch.einsum("uv,vbc->ubc", dense, h)
-    torch.testing.assert_close(graph.add_mean(base, h), want)
-    gathered = h.index_select(0, graph.nbr_idx.flatten()).view(v, 6, 10)  # the ONNX path's gather
-    torch.testing.assert_close(base + (graph.nbr_w.double().unsqueeze(1) @ gathered).view(v, 2, 5), want)
+def test_sparse_neighbour_mean_and_the_onnx_paths_tables_match_the_dense_mean():
+    parents = unpool_pairs(1)[42:]  # (120, 2): level 2 as the subdivision of level 1
+    for graph in (MeshGraph(2).double(), MeshGraph(2, parents=parents).double()):
+        v = graph.template.shape[0]
+        g = torch.Generator().manual_seed(1)
+        base = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+        h = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+        dense = torch.zeros(v, v, dtype=torch.float64)
+        dense.scatter_add_(1, graph.nbr_idx, graph.nbr_w.double())  # (V, V) row-stochastic
+        assert torch.allclose(dense.sum(1), torch.ones(v, dtype=torch.float64))
+        want = base + torch.einsum("uv,vbc->ubc", dense, h)
+        torch.testing.assert_close(graph.add_mean(base, h), want)
+        torch.testing.assert_close(base + graph.onnx(h), want)  # the export path's edge tables, run eagerly
     assert torch.autograd.gradcheck(graph.add_mean, (base, h))
+    coarse = MeshGraph(1, edges=parents)  # level 1's tables are the ones level 2 uses: stored once in ONNX
+    assert graph.onnx.kept == 42 and torch.equal(coarse.onnx.ends, graph.onnx.ends)
+    assert all(torch.equal(getattr(coarse.onnx, f"ring{k}"), getattr(graph.onnx, f"ring{k}")) for k in range(2))
+    assert [d for _, _, d in graph.onnx.runs] == [5, 6] and graph.onnx.ends.shape == graph.onnx.wings.shape == (240,)
+    sets = [set(r[w > 0].tolist()) for r, w in zip(graph.nbr_idx, graph.nbr_w)]
+    with pytest.raises(RuntimeError, match="do not give the mesh's neighbours"):
+        NeighbourSum(sets, icosphere(1)[1], parents=parents.flip(0))  # the new vertices in the wrong order
+    with pytest.raises(RuntimeError, match="an edge is missing"):
+        MeshGraph(2, edges=unpool_pairs(2)[162:][1:])
 
 
 def test_config_rejects_unknown_keys_by_name_and_impossible_stages():
@@ -84,5 +98,8 @@ def test_onnx_export_matches_torch_at_batch_1_and_3(tmp_path):
     g = torch.Generator().manual_seed(2)
     for batch in (1, 3):
         views = torch.rand(batch, 4, 4, s, s, generator=g)
-        assert parity(model, session, views) <= 1e-4
-    assert not any(n.op_type.startswith("Sparse") for n in __import__("onnx").load(str(path)).graph.node)
+        assert parity(model, session, views) <= 1e-5
+    nodes = onnx.load(str(path)).graph.node
+    assert not any(n.op_type.startswith("Sparse") for n in nodes)
+    pads = {a.s for n in nodes if n.op_type == "GridSample" for a in n.attribute if a.name == "padding_mode"}
+    assert pads == {b"zeros"}  # on clamped grids: ONNX Runtime's "border" is several times slower

@@ -48,7 +48,8 @@ import torch
 
 from engine import storage
 from engine.config import UserError
-from engine.export.onnx_tools import export_onnx, latency_ort, latency_torch, ort_session, run_ort
+from engine.export.onnx_tools import (compact_model, export_onnx, latency_ort, latency_torch, ort_session,
+                                      run_ort)
 from engine.jobs import NULL_CONTEXT
 
 ONNX_NAME, INT8_NAME = "student.onnx", "student.int8.onnx"
@@ -146,7 +147,9 @@ def parity_rows(ctx, student, session, inputs: dict[str, torch.Tensor], span=(0.
 
 
 def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
-    """Dynamic INT8 quantisation (``quantize_dynamic``, int8 weights) of ``onnx_path``, written atomically."""
+    """Dynamic INT8 quantisation (``quantize_dynamic``, int8 weights) of ``onnx_path``, compacted
+    (``compact_model(short_names=True)``: the quantiser's names run long) and written atomically."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -155,7 +158,9 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
     try:
         root.setLevel(logging.ERROR)  # its "consider pre-processing" notice is not the user's business
         quantize_dynamic(str(onnx_path), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
-        return storage.write_bytes(Path(out_path), (tmp / "model.onnx").read_bytes())
+        model = onnx.load(str(tmp / "model.onnx"))
+        compact_model(model, short_names=True)
+        return storage.write_bytes(Path(out_path), model.SerializeToString())
     finally:
         root.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,8 +5,11 @@
   ``onnxscript``, which the project does not install), compacts the graph (``compact_model``), checks
   the file with ``onnx.checker`` and writes it atomically.
 * ``compact_model(model)``: the TorchScript exporter writes one copy of a constant per use (the mesh
-  student's (V, 6) neighbour weights once per graph convolution); identical constants are merged and
-  int64 Gather indices that fit are stored as int32. Same numbers, a smaller file.
+  student's neighbour tables once per graph convolution); identical constants are merged, int64 Gather
+  indices that fit are stored as int32, and large index tables with values in 0..65535 as uint16 plus a
+  ``Cast`` (ONNX Runtime folds it when the session loads). Same numbers, a smaller file. With
+  ``short_names=True`` (the INT8 files, whose quantiser-made names run long) intermediate values get
+  short names and what only tools read (node names, ``value_info``) is dropped.
 * ``ort_session(path, threads)`` opens an ONNX Runtime CPU session with a fixed thread count, so that
   timings are comparable between models and runs; a missing or unreadable file is a ``UserError``.
 * ``parity(module, session, inputs)`` is the max-abs-error between torch and ONNX Runtime outputs.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import statistics
 import time
 import warnings
@@ -29,6 +33,7 @@ from engine import storage
 from engine.config import UserError
 
 DEFAULT_OPSET = 17
+UINT16_MIN_SIZE = 64  # index tables from this many values on are stored as uint16 (+ a Cast node, ~40 bytes)
 
 
 def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.Tensor], path: Path,
@@ -79,20 +84,24 @@ def _replace(field, items: list) -> None:
     field.extend(copies)
 
 
-def compact_model(model) -> dict:
+def compact_model(model, short_names: bool = False) -> dict:
     """Shrink an ``onnx.ModelProto`` in place without changing what it computes; returns counts.
 
     1. An int64 ``Constant`` used only as the indices of ``Gather`` nodes, with every value inside the
        int32 range, becomes int32 (``Gather`` accepts both index types).
     2. ``Constant`` nodes with identical tensors (dtype, shape, bytes) collapse into the first one; so do
        identical initializers that are not graph inputs.
+    3. An integer ``Constant`` or initializer of at least ``UINT16_MIN_SIZE`` values used only as
+       ``Gather`` indices, all in 0..65535, is stored as uint16 and cast to int32 by a ``Cast`` node.
+    4. ``short_names``: every value but the graph's inputs, outputs and initializers is renamed ``v0``,
+       ``v1``, ...; node names and the ``value_info`` shape annotations (ONNX Runtime infers them) go.
     Graphs with subgraphs (If / Loop / Scan) are left alone. Returns ``{"narrowed", "merged_constants",
-    "merged_initializers"}``.
+    "merged_initializers", "uint16", "renamed"}``.
     """
     from onnx import numpy_helper
 
     g = model.graph
-    stats = {"narrowed": 0, "merged_constants": 0, "merged_initializers": 0}
+    stats = {"narrowed": 0, "merged_constants": 0, "merged_initializers": 0, "uint16": 0, "renamed": 0}
     if _has_subgraphs(g):
         return stats
     uses: dict[str, list[tuple[str, int]]] = {}
@@ -158,7 +167,74 @@ def compact_model(model) -> dict:
             for k, name in enumerate(node.input):
                 if name in rename:
                     node.input[k] = rename[name]
+    stats["uint16"] = _uint16_indices(g, protected)
+    if short_names:
+        stats["renamed"] = _short_names(g, protected | {t.name for t in g.initializer})
     return stats
+
+
+def _short_names(g, keep: set[str]) -> int:
+    """Step 4 of ``compact_model``: values outside ``keep`` renamed ``v0``, ``v1``, ...; node names and
+    ``value_info`` dropped. Returns how many values were renamed."""
+    names: dict[str, str] = {}
+    fresh = (f"v{k}" for k in itertools.count())
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in names:
+            names[name] = next(n for n in fresh if n not in keep)
+        return names[name]
+
+    for node in g.node:
+        node.name = ""
+        for field in (node.input, node.output):
+            for k, name in enumerate(field):
+                field[k] = short(name)
+    del g.value_info[:]
+    return len(names)
+
+
+def _uint16_indices(g, protected: set[str]) -> int:
+    """Step 3 of ``compact_model``: index tables stored as uint16 + ``Cast``; returns how many."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    uses: dict[str, set[tuple[str, int]]] = {}
+    for node in g.node:
+        for k, name in enumerate(node.input):
+            uses.setdefault(name, set()).add((node.op_type, k))
+
+    def narrow(arr: np.ndarray, name: str):
+        """``(uint16 array, Cast node)`` for an index table, else None."""
+        if (name in protected or arr.dtype not in (np.int32, np.int64) or arr.size < UINT16_MIN_SIZE
+                or uses.get(name) != {("Gather", 1)} or arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max):
+            return None
+        cast = helper.make_node("Cast", [f"{name}_u16"], [name], name=f"{name}_cast", to=TensorProto.INT32)
+        return arr.astype(np.uint16), cast
+
+    done: set[str] = set()
+    nodes = []
+    for t in g.initializer:  # initializers: their Cast nodes go first
+        found = narrow(numpy_helper.to_array(t), t.name)
+        if found is not None:
+            done.add(t.name)
+            t.CopyFrom(numpy_helper.from_array(found[0], f"{t.name}_u16"))
+            nodes.append(found[1])
+    for node in g.node:
+        nodes.append(node)
+        if node.op_type != "Constant" or len(node.attribute) != 1 or node.attribute[0].name != "value":
+            continue
+        name = node.output[0]
+        found = narrow(numpy_helper.to_array(node.attribute[0].t), name)
+        if found is not None:
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(found[0]))
+            node.output[0] = f"{name}_u16"
+            nodes.append(found[1])
+            done.add(name)
+    if done:
+        _replace(g.node, nodes)
+        _replace(g.value_info, [v for v in g.value_info if v.name not in done])
+    return len(done)
 
 
 def ort_session(path: Path, threads: int = 1):

@@ -23,8 +23,10 @@ Pixel2Mesh-style and coarse to fine, kept small, fast on one CPU thread and expo
 
 Inside the model per-vertex tensors are vertex-major, (V, B, C), so the neighbour mean is one sparse
 CSR matmul on a contiguous (V, B*C) view and unpooling gathers whole rows. Under
-``torch.onnx.is_in_onnx_export()`` the neighbour mean is a gather over a fixed (V, 6) neighbour table
-(ONNX has no sparse ops); both paths give the same numbers.
+``torch.onnx.is_in_onnx_export()`` the forward takes an export path with the same numbers (~1e-6): the
+neighbour mean gathers through small tables the levels share (``mesh_onnx``; ONNX has no sparse ops), own
+and neighbour linear maps share one MatMul, shapes are Python ints, and ``grid_sample`` reads clamped
+grids with "zeros" padding (ONNX Runtime's "border" is several times slower).
 
 Cost of the defaults (S 96, width 12, sampled 8, hidden 48, blocks 3, fine_blocks 0; 232,626
 parameters), multiply-adds per shoe: CNN 47 M (4 views), coarse stage 25 M (642 vertices), fine stage
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 
 from engine.geometry import camera
 from engine.geometry.mesh import icosphere, unique_edges
+from engine.students.mesh_onnx import NeighbourSum
 
 KIND = "mesh-student"
 MAX_NEIGHBOURS = 6
@@ -134,10 +137,11 @@ def neighbour_table(faces: torch.Tensor, num_verts: int, k: int = MAX_NEIGHBOURS
 def unpool_pairs(level: int) -> torch.Tensor:
     """(V_fine, 2) parent vertices at ``level`` of every vertex of ``icosphere(level + 1)``.
 
-    A vertex kept from the coarse sphere has the pair (i, i); a new one the two endpoints of the edge
-    it subdivides, so ``0.5 * (x[a] + x[b])`` unpools coarse vertices (or features) into the fine
-    sphere's vertex order. Built by matching, not assumed: ``RuntimeError`` if a fine vertex is neither
-    a coarse vertex nor the (sphere-projected) midpoint of a coarse edge.
+    A vertex kept from the coarse sphere has the pair (i, i) (they come first, in the coarse order); a
+    new one the two endpoints of the edge it subdivides, so ``0.5 * (x[a] + x[b])`` unpools coarse
+    vertices (or features) into the fine sphere's vertex order. Built by matching, not assumed:
+    ``RuntimeError`` if a fine vertex is neither a coarse vertex nor the (sphere-projected) midpoint of
+    a coarse edge, or the kept vertices do not come first.
     """
     from scipy.spatial import cKDTree
 
@@ -149,7 +153,8 @@ def unpool_pairs(level: int) -> torch.Tensor:
     pairs = torch.cat([torch.arange(len(coarse)).unsqueeze(1).repeat(1, 2), edges])  # (V + E, 2)
     cand = torch.cat([coarse.double(), mid]).numpy()  # (V + E, 3)
     dist, which = cKDTree(cand).query(fine.double().numpy())
-    if len(fine) != len(cand) or float(np.max(dist)) > 1e-5 or len(set(which.tolist())) != len(fine):
+    bad = len(fine) != len(cand) or float(np.max(dist)) > 1e-5 or len(set(which.tolist())) != len(fine)
+    if bad or not np.array_equal(which[: len(coarse)], np.arange(len(coarse))):  # kept first (the ONNX path)
         raise RuntimeError(f"icosphere({level + 1}) is not the midpoint subdivision of icosphere({level})")
     return pairs[torch.as_tensor(which)]  # (V_fine, 2)
 
@@ -173,17 +178,24 @@ class _AddNeighbourMean(torch.autograd.Function):
 
 class MeshGraph(nn.Module):
     """One ico-sphere level: template vertices (the sphere of diameter 1 scaled by ``axes``), faces and
-    the neighbour mean over its edges."""
+    the neighbour mean over its edges. For the ONNX path's tables (``mesh_onnx.NeighbourSum``):
+    ``edges`` (E, 2), the level's edges in the next level's order (default: ``unique_edges``), or
+    ``parents`` (V - V_c, 2), the coarse edge each new vertex splits when the level is unpooled."""
 
-    def __init__(self, level: int, axes=(1.0, 1.0, 1.0)):
+    def __init__(self, level: int, axes=(1.0, 1.0, 1.0), edges: torch.Tensor | None = None,
+                 parents: torch.Tensor | None = None):
         super().__init__()
         verts, faces = icosphere(level)
         verts = verts * torch.tensor([float(a) for a in axes])  # (V, 3)
         nbr_idx, nbr_w = neighbour_table(faces, len(verts))
+        self.num_verts = len(verts)
         self.register_buffer("template", verts, persistent=False)  # (V, 3)
         self.register_buffer("faces", faces, persistent=False)  # (F, 3)
         self.register_buffer("nbr_idx", nbr_idx, persistent=False)  # (V, 6)
         self.register_buffer("nbr_w", nbr_w, persistent=False)  # (V, 6)
+        sets = [set(row[w > 0].tolist()) for row, w in zip(nbr_idx, nbr_w)]
+        self.onnx = NeighbourSum(sets, faces if parents is None else icosphere(level - 1)[1],
+                                 unique_edges(faces) if edges is None and parents is None else edges, parents)
         rows = torch.arange(len(verts)).repeat_interleave(MAX_NEIGHBOURS)
         # the same averaging as a sparse CSR matrix and its transpose (for the backward); plain
         # attributes, not buffers, so DDP's buffer broadcast never sees a sparse tensor
@@ -204,13 +216,12 @@ class MeshGraph(nn.Module):
     def add_mean(self, base: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``base + mean of each vertex's neighbours' h``: (V, B, C) each -> (V, B, C).
 
-        Eager: one sparse CSR ``addmm`` on (V, B*C). ONNX export: a gather over the (V, 6) neighbour
-        table with the same weights (ONNX has no sparse ops); both give the same numbers.
+        Eager: one sparse CSR ``addmm`` on (V, B*C). ONNX export (no sparse ops there): gathers over
+        small tables shared between the levels (``mesh_onnx``). Equal up to rounding (~1e-7).
         """
-        v, b, c = h.shape
         if torch.onnx.is_in_onnx_export():
-            gathered = h.index_select(0, self.nbr_idx.flatten()).view(v, MAX_NEIGHBOURS, b * c)  # (V, 6, B*C)
-            return base + (self.nbr_w.unsqueeze(1) @ gathered).view(v, b, c)
+            return base + self.onnx(h)
+        v, b, c = h.shape
         adj, adj_t = self._sparse(h)
         out = _AddNeighbourMean.apply(base.reshape(v, b * c), h.reshape(v, b * c), adj, adj_t)  # (V, B*C)
         return out.view(v, b, c)
@@ -227,11 +238,19 @@ class GraphConv(nn.Module):
         self.own = nn.Linear(c_in, c_out)
         self.nbr = nn.Linear(c_in, c_out, bias=False)
 
+    def linear(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W_self h + b, W_nbr h)``, (V, B, C_out) each. The ONNX export computes both in one MatMul
+        (the weights concatenated into one constant): half the MatMuls, each quantised in the INT8 file."""
+        if torch.onnx.is_in_onnx_export():
+            own, nbr = F.linear(h, torch.cat([self.own.weight, self.nbr.weight])).split(self.own.out_features, -1)
+            return own + self.own.bias, nbr
+        return self.own(h), self.nbr(h)
+
     def forward(self, h: torch.Tensor, graph: MeshGraph, extra: torch.Tensor | None = None) -> torch.Tensor:
-        own = self.own(h)  # (V, B, C_out)
+        own, nbr = self.linear(h)  # (V, B, C_out) each
         if extra is not None:
             own = own + extra  # a per-shoe bias (1, B, C_out) or another linear term
-        return graph.add_mean(own, self.nbr(h))
+        return graph.add_mean(own, nbr)
 
 
 class Block(nn.Module):
@@ -261,8 +280,8 @@ class Stage(nn.Module):
     def forward(self, feats, prev, glob, graph):  # feats (V, B, F), prev (V, B, P) | None, glob (B, hidden)
         extra = self.glob(glob).unsqueeze(0)  # (1, B, hidden)
         if self.prev is not None:  # the GraphConv of the concatenation [feats, prev], without concatenating
-            h = graph.add_mean(self.inp.own(feats) + self.prev.own(prev) + extra,
-                               self.inp.nbr(feats) + self.prev.nbr(prev))
+            (own_f, nbr_f), (own_p, nbr_p) = self.inp.linear(feats), self.prev.linear(prev)
+            h = graph.add_mean(own_f + own_p + extra, nbr_f + nbr_p)
         else:
             h = self.inp(feats, graph, extra)
         h = F.relu(h)
@@ -282,21 +301,30 @@ def view_projection() -> tuple[torch.Tensor, torch.Tensor]:
     return proj.float(), offset.float()
 
 
-def project_features(maps: list[torch.Tensor], verts: torch.Tensor, proj: torch.Tensor,
-                     offset: torch.Tensor) -> torch.Tensor:
+def project_features(maps: list[torch.Tensor], verts: torch.Tensor, proj: torch.Tensor, offset: torch.Tensor,
+                     shapes: tuple[int, list[tuple[int, int]]] | None = None) -> torch.Tensor:
     """Sample every map at every vertex's projection in every view; views concatenated.
 
     maps: list of (B * 4, C_i, H_i, W_i) (views in ``VIEW_NAMES`` order); verts: (V, B, 3); ``proj``,
     ``offset``: ``view_projection()``. Returns (V, B, 4 * sum C_i + 3), contiguous: view-major, then
     map, then channel; the vertex position last.
+
+    ``shapes`` (ONNX export): ``(V, [(C_i, S_i) per map])``, Python ints (square maps): no shapes computed in
+    the graph, and grids clamped to the outermost pixel centres ±(1 - 1/S_i) sampled with "zeros" padding
+    (the same values; ONNX Runtime's "border" is 3-6x slower).
     """
-    v, b, _ = verts.shape
+    v, b, _ = verts.shape if shapes is None else (shapes[0], -1, 3)
+    channels = sum(m.shape[1] for m in maps) if shapes is None else sum(c for c, _ in shapes[1])
     vb = verts.transpose(0, 1)  # (B, V, 3)
     grids = (vb @ proj + offset).view(b, v, N_VIEWS, 2).transpose(1, 2)  # (B, 4, V, 2)
-    grids = grids.reshape(b * N_VIEWS, v, 1, 2).contiguous()  # (B*4, V, 1, 2); a strided grid is 20x slower
-    sampled = [F.grid_sample(m, grids, mode="bilinear", padding_mode="border", align_corners=False)
-               for m in maps]  # each (B*4, C_i, V, 1)
-    feats = torch.cat(sampled, 1).reshape(b, -1, v)  # (B, 4 * C, V)
+    grids = grids.reshape(-1, v, 1, 2).contiguous()  # (B*4, V, 1, 2); a strided grid is 20x slower
+    if shapes is None:
+        sampled = [F.grid_sample(m, grids, mode="bilinear", padding_mode="border", align_corners=False)
+                   for m in maps]  # each (B*4, C_i, V, 1)
+    else:
+        sampled = [F.grid_sample(m, grids.clamp(-1 + 1 / size, 1 - 1 / size), mode="bilinear",
+                                 padding_mode="zeros", align_corners=False) for m, (_, size) in zip(maps, shapes[1])]
+    feats = torch.cat(sampled, 1).reshape(b, N_VIEWS * channels, v)  # (B, 4 * C, V)
     # positions join here, channel-major (concatenating permuted tensors along the last dim is slow);
     # one copy to vertex-major keeps the following matmuls on contiguous rows
     return torch.cat([feats, vb.transpose(1, 2)], 1).permute(2, 0, 1).contiguous()  # (V, B, 4 * C + 3)
@@ -314,15 +342,20 @@ class MeshStudent(nn.Module):
             raise ValueError(f"{c.stages} stage(s) cannot end at ico-sphere level {c.level}")
         if len(c.template_axes) != 3 or not all(float(a) > 0 for a in c.template_axes):
             raise ValueError(f"template_axes must be three positive extents (got {list(c.template_axes)})")
-        self.graphs = nn.ModuleList(MeshGraph(lv, c.template_axes) for lv in range(first, c.level + 1))
-        for k in range(c.stages - 1):  # (V_{k+1}, 2) parents of the next level's vertices
-            self.register_buffer(f"unpool{k}", unpool_pairs(first + k), persistent=False)
+        pairs = [unpool_pairs(lv) for lv in range(first, c.level)]  # (V_{k+1}, 2) parents of level k+1's vertices
+        new = [p[10 * 4 ** lv + 2:] for lv, p in enumerate(pairs, first)] + [None]  # (E_k, 2): after V_k kept
+        self.graphs = nn.ModuleList(MeshGraph(lv, c.template_axes, edges=new[k], parents=new[k - 1] if k else None)
+                                    for k, lv in enumerate(range(first, c.level + 1)))
+        for k, p in enumerate(pairs):
+            self.register_buffer(f"unpool{k}", p, persistent=False)
         proj, offset = view_projection()
         self.register_buffer("proj", proj, persistent=False)  # (3, 8)
         self.register_buffer("proj_offset", offset, persistent=False)  # (8,)
         self.encoder = Encoder(c.width, c.sampled)
         self.global_fc = nn.Sequential(nn.Linear(self.encoder.global_channels * N_VIEWS, c.hidden), nn.ReLU())
         chans = self.encoder.map_channels
+        # (C_i, S_i) of the image, S/4, S/8, S/16 maps: each stride-2 3x3 conv (padding 1) halves, rounding up
+        self.map_shapes = [(ch, -(-c.image_size // 2 ** k)) for ch, k in zip(chans, (0, 2, 3, 4))]
         self.coarse_maps, self.fine_maps = len(chans), 2  # the fine stage reads the image and S/4 maps
         stages = []
         for k in range(c.stages):
@@ -344,17 +377,24 @@ class MeshStudent(nn.Module):
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         b, n, ch, s, _ = views.shape  # (B, 4, 4, S, S)
-        maps, pooled = self.encoder(views.reshape(b * n, ch, s, s))
-        glob = self.global_fc(pooled.reshape(b, -1))  # (B, hidden)
+        export = torch.onnx.is_in_onnx_export()
+        if export:  # Python ints, so that the exported graph computes no shapes
+            n, ch, s = N_VIEWS, self.encoder.map_channels[0], self.config.image_size
+        maps, pooled = self.encoder(views.reshape(-1, ch, s, s))
+        glob = self.global_fc(pooled.reshape(-1, n * self.encoder.global_channels))  # (B, hidden)
         verts = self.graphs[0].template.unsqueeze(1).expand(-1, b, -1)  # (V0, B, 3)
         hidden = None
         for k, (stage, graph) in enumerate(zip(self.stages, self.graphs)):
             if k:
                 pairs = getattr(self, f"unpool{k - 1}")  # (V_k, 2)
-                verts = 0.5 * (verts.index_select(0, pairs[:, 0]) + verts.index_select(0, pairs[:, 1]))
-                hidden = 0.5 * (hidden.index_select(0, pairs[:, 0]) + hidden.index_select(0, pairs[:, 1]))
+                if export:  # the same numbers from the table graph k's neighbour sums use (kept vertices first)
+                    verts, hidden = (torch.cat([x, 0.5 * graph.onnx.pair_sum(x)]) for x in (verts, hidden))
+                else:
+                    verts = 0.5 * (verts.index_select(0, pairs[:, 0]) + verts.index_select(0, pairs[:, 1]))
+                    hidden = 0.5 * (hidden.index_select(0, pairs[:, 0]) + hidden.index_select(0, pairs[:, 1]))
             used = maps[: self.fine_maps] if k and k == len(self.stages) - 1 else maps
-            feats = project_features(used, verts, self.proj, self.proj_offset)  # (V, B, F)
+            shapes = (graph.num_verts, self.map_shapes[: len(used)]) if export else None
+            feats = project_features(used, verts, self.proj, self.proj_offset, shapes)  # (V, B, F)
             offset, hidden = stage(feats, hidden, glob, graph)
             verts = verts + offset  # (V, B, 3)
         return verts.transpose(0, 1).contiguous()  # (B, V, 3)

@@ -1,0 +1,116 @@
+"""The mesh student's neighbour means on its ONNX-export path: small gather tables, no weight tables.
+
+ONNX has no sparse ops. A gather over a (V, 6) neighbour table with a (V, 6) weight table stores 12
+numbers per vertex (level 4: 30,744). ``NeighbourSum`` gathers through three tables that a coarse-to-fine
+student's two levels share (E: the coarse level's edges, one new vertex each at the fine level):
+
+* ``ends`` (2E,): both endpoints of every edge, row s * E + e = end s of edge e. The unpooling and a
+  new vertex's two parents are ``pair_sum`` over it.
+* ``ring{k}`` (d, n) per run of vertices with the same degree d (an ico-sphere's 12 original vertices,
+  degree 5, come first): every vertex's edges in cyclic order around it, each as the row of ``ends``
+  holding the edge's other end. Rows of ``x[ends]`` through a ring are the vertex's neighbours at the
+  coarse level; rows of the new vertices taken twice over (row s * E + e: the vertex on edge e) are a
+  kept vertex's neighbours at the fine level.
+* ``wings`` (2E,), the fine level: for each end of each edge, the ring slot holding that edge. The other
+  four neighbours of edge e's new vertex lie on the edges beside e in the rings of both its ends.
+
+Means divide by the degree per run; every table is (slots, rows), so each sum runs over the leading axis.
+Default student: 3 x 3,840 indices, stored as uint16 by ``engine.export.onnx_tools.compact_model``.
+``ScatterND`` (reduction "add") over the edges would need fewer, but ONNX Runtime splits it over threads
+without guarding repeated rows: wrong sums at 2 threads. The tables are checked against the mesh when
+built (``RuntimeError`` if they do not give its neighbours).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def degree_runs(degree: list[int]) -> list[tuple[int, int, int]]:
+    """``(start, stop, d)`` for every run of consecutive vertices with the same degree d."""
+    runs, start = [], 0
+    for v in range(1, len(degree) + 1):
+        if v == len(degree) or degree[v] != degree[start]:
+            runs.append((start, v, degree[start]))
+            start = v
+    return runs
+
+
+def rings(faces: torch.Tensor, num_verts: int) -> list[list[int]]:
+    """Every vertex's neighbours in cyclic order around it (consecutive ones share a face with it), each
+    ring starting at its smallest neighbour; ``RuntimeError`` if a vertex's faces do not close a ring."""
+    succ: list[dict[int, int]] = [{} for _ in range(num_verts)]
+    for f in faces.tolist():
+        for k in range(3):
+            succ[f[k]][f[(k + 1) % 3]] = f[(k + 2) % 3]
+    out = []
+    for nxt in succ:
+        ring = [min(nxt)]
+        while nxt[ring[-1]] != ring[0] and len(ring) <= len(nxt):
+            ring.append(nxt[ring[-1]])
+        if len(ring) != len(nxt) or nxt[ring[-1]] != ring[0]:
+            raise RuntimeError("a vertex's faces do not close a ring around it")
+        out.append(ring)
+    return out
+
+
+class NeighbourSum(nn.Module):
+    """Neighbour means (V, B, C) -> (V, B, C) over one level from shared tables (see the module doc).
+
+    ``neighbours``: every vertex's neighbour set. A plain level: ``edges`` (E, 2), its edges (in the
+    order of the next level's new vertices, so that the tables are the ones the next level uses), and
+    ``faces`` its faces. A subdivided level: ``parents`` (E, 2), the coarse edge each new vertex splits
+    (the kept vertices come first), and ``faces`` the coarse faces.
+    """
+
+    def __init__(self, neighbours: list[set[int]], faces: torch.Tensor, edges: torch.Tensor | None = None,
+                 parents: torch.Tensor | None = None):
+        super().__init__()
+        ends = edges if parents is None else parents  # (E, 2)
+        n_edges, flat = len(ends), ends.t().reshape(-1).tolist()  # flat[s * E + e]: end s of edge e
+        self.kept, self.n_edges = 0 if parents is None else len(neighbours) - n_edges, n_edges
+        row = {(a, b): n_edges + e for e, (a, b) in enumerate(ends.tolist())}  # (vertex, neighbour) -> row
+        row.update({(b, a): e for e, (a, b) in enumerate(ends.tolist())})
+        n_ring = len(neighbours) - n_edges if parents is not None else len(neighbours)  # the vertices of ``faces``
+        cyc = [[row.get((v, x), -1) for x in ring] for v, ring in enumerate(rings(faces, n_ring))]  # ring order
+        if any(-1 in r for r in cyc):
+            raise RuntimeError("the ONNX neighbour tables do not give the mesh's neighbours (an edge is missing)")
+        self.runs = degree_runs([len(r) for r in cyc])
+        self.register_buffer("ends", torch.tensor(flat), persistent=False)  # (2E,)
+        for k, (start, stop, _) in enumerate(self.runs):
+            self.register_buffer(f"ring{k}", torch.tensor(cyc[start:stop]).t().contiguous(), persistent=False)
+        if parents is None:
+            got = [{flat[r] for r in ring} for ring in cyc]
+        else:  # slot (k, v) of a run, slot-major as ``forward`` lays them out; the slot of each edge end
+            slots = [(k, v) for start, stop, d in self.runs for k in range(d) for v in range(start, stop)]
+            where = {(v, cyc[v][k] % n_edges): j for j, (k, v) in enumerate(slots)}
+            wings = [where[flat[s * n_edges + e], e] for s in (0, 1) for e in range(n_edges)]
+            self.register_buffer("wings", torch.tensor(wings), persistent=False)  # (2E,) slots of both ends
+            got = [{self.kept + r % n_edges for r in ring} for ring in cyc]
+            for e in range(n_edges):  # a new vertex: its parents and the ring neighbours of its edge at both
+                nb = {flat[e], flat[n_edges + e]}
+                for j in (wings[e], wings[n_edges + e]):
+                    k, v = slots[j]
+                    nb |= {self.kept + cyc[v][(k + step) % len(cyc[v])] % n_edges for step in (-1, 1)}
+                got.append(nb)
+        if got != [set(s) for s in neighbours]:
+            raise RuntimeError("the ONNX neighbour tables do not give the mesh's neighbours")
+
+    def pair_sum(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``x[a] + x[b]`` for every edge (a, b) (a subdivided level: every new vertex's parents):
+        (V, B, C) -> (E, B, C). ``index``: another (2E,) table of rows of ``x`` in place of ``ends``."""
+        both = x[self.ends if index is None else index]  # (2E, B, C)
+        return both[: self.n_edges] + both[self.n_edges:]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        rings = [getattr(self, f"ring{k}") for k in range(len(self.runs))]  # (d, n) each
+        if not self.kept:  # the other ends of each vertex's edges
+            both = h[self.ends]  # (2E, B, C)
+            return torch.cat([both[ring].mean(0) for ring in rings])  # (V, B, C)
+        new = h[self.kept:]  # (E, B, C): the vertex on each coarse edge
+        twice = torch.cat([new, new])  # (2E, B, C): row s * E + e is edge e's new vertex
+        around = [twice[ring] for ring in rings]  # (d, n, B, C): a kept vertex's new neighbours, in ring order
+        beside = torch.cat([(x[[d - 1, *range(d - 1)]] + x[[*range(1, d), 0]]).flatten(0, 1)  # slot-major
+                            for x, (_, _, d) in zip(around, self.runs)])  # (2E, B, C): each slot's ring neighbours
+        news = self.pair_sum(h) + self.pair_sum(beside, self.wings)  # parents + 4 wings (checked): (E, B, C)
+        return torch.cat([x.mean(0) for x in around] + [news / 6])  # (V, B, C)
