@@ -278,7 +278,15 @@ def parity(module: torch.nn.Module, session, *inputs: torch.Tensor) -> float:
     return max(float(np.max(np.abs(o.detach().cpu().numpy() - r))) for o, r in zip(outs, ort_outs))
 
 
+SETTLE_S = 0.2  # pause before each timed block (see _median_time)
+
+
 def _median_time(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after ``warmup`` calls, started after a ``SETTLE_S`` pause:
+    torch's OpenMP workers and ONNX Runtime's pool spin for a while after a call, and when runtimes are
+    timed alternately on few cores, the other runtime's spinning threads doubled the measured time
+    (ORT 12.3 ms -> 6.1 ms with the pause, 5.8 ms timed alone; torch 13.1 -> 9.7 ms)."""
+    time.sleep(SETTLE_S)
     for _ in range(warmup):
         fn()
     times = []
