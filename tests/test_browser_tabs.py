@@ -3,6 +3,7 @@ grows while training runs; Compare shows three meshes; ONNX export downloads; a 
 reconstruction grid; good and bad photos are uploaded. One studio process serves the whole module."""
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -173,12 +174,23 @@ def test_3d_pipeline_cache_train_compare_export(studio_url):
         run_id = sorted(p.name for p in roots["runs"].iterdir() if (p / "checkpoints" / "best.pt").is_file())[0]
         choose(page, "#compare-run", run_id)
         page.wait_for_timeout(1000)
-        choose(page, "#compare-shoe", "shoe_000")
+        val = [r["id"] for r in json.loads((roots["runs"] / run_id / "evaluation.json").read_text())["rows"]]
+        first = next(sid for sid in ("shoe_000", "shoe_001", "shoe_002") if sid not in val)  # a training shoe
+        choose(page, "#compare-shoe", first)
         page.locator("#compare-go").click()
         wait_state(page, "#compare-progress")
         for name in ("teacher", "student", "gt"):
             assert canvas_painted(page, f"#compare-{name}") > 1000, name
         assert "cd_l1" in page.locator("#compare-metrics").inner_text()
+        # the run was evaluated when training finished: its worst shoe opens with one click
+        worst = val[0]  # evaluation.json lists the val shoes worst first, as the table does
+        matches = page.locator("#compare-worst").get_by_text(worst, exact=True)
+        matches.first.wait_for(state="attached", timeout=30_000)
+        cell = next((matches.nth(i) for i in range(matches.count()) if matches.nth(i).is_visible()), None)
+        assert cell is not None, page.locator("#compare-worst").inner_html()[:2000]
+        cell.click()
+        page.locator("#compare-notes", has_text=worst).wait_for(timeout=120_000)
+        assert "val split" in page.locator("#compare-notes").inner_text()
 
         open_tab(page, url, "Export")
         choose(page, "#export-run", run_id)
