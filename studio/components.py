@@ -66,3 +66,21 @@ def format_seconds(seconds: float) -> str:
 
 def is_finished(snap: dict | None) -> bool:
     return bool(snap) and snap.get("state") in ("succeeded", "failed", "cancelled")
+
+
+def refused(exc: BaseException) -> tuple:
+    """A tab's (job state, progress, timer) outputs when a job could not start: no job, the message."""
+    return None, error_text(exc), gr.Timer(active=False)
+
+
+def start_job(runner, fn, kind: str, what: str, **kwargs) -> tuple:
+    """Submit ``fn(ctx, **kwargs)`` as a job without a run folder; returns a tab's (job state, progress,
+    timer) outputs: ``({"id", "what"}, its progress bar, a running timer)``, or ``refused(...)`` when the
+    engine rejects the request (``UserError`` and friends)."""
+    from engine.config import UserError
+
+    try:
+        job_id = runner.submit(fn, kind=kind, with_run=False, **kwargs)
+    except (UserError, ValueError, TypeError) as exc:
+        return refused(exc)
+    return {"id": job_id, "what": what}, progress_html(runner.get(job_id)), gr.Timer(active=True)

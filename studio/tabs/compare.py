@@ -15,7 +15,7 @@ from engine.evaluate.mesh_eval import METRICS, checkpoint_path
 from engine.geometry.camera import VIEW_NAMES
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, is_finished, photo_upload, progress_html
+from studio.components import error_text, is_finished, photo_upload, progress_html, refused, start_job
 from studio.context import Studio
 from studio.tabs.train3d import train_runs
 
@@ -100,17 +100,13 @@ def build(studio: Studio) -> None:
         return gr.update(choices=choices, value=rows[0][0] if rows else (choices[0] if choices else None)), rows, note
 
     def submit(what, fn, **kwargs):
-        try:
-            job_id = studio.runner.submit(fn, kind=f"compare-{what}", with_run=False, **kwargs)
-        except (UserError, ValueError, TypeError) as exc:
-            return None, error_text(exc), gr.Timer(active=False)
-        return {"id": job_id, "what": what}, progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
+        return start_job(studio.runner, fn, f"compare-{what}", what, **kwargs)
 
     def start_shoe(run_id, which, sid):
         try:
             run_dir = runs.run_dir(run_id or "", studio.runs_root)
         except UserError as exc:
-            return None, error_text(exc), gr.Timer(active=False)
+            return refused(exc)
         return submit("shoe", compare_shoe, run_dir=run_dir, shoe_id=sid or "", out_dir=studio.scratch,
                       checkpoint=which)
 
@@ -122,7 +118,7 @@ def build(studio: Studio) -> None:
         try:
             path = checkpoint_path(runs.run_dir(run_id or "", studio.runs_root), which)
         except UserError as exc:
-            return None, error_text(exc), gr.Timer(active=False)
+            return refused(exc)
         return submit("photos", compare_photos, checkpoint=path, out_dir=studio.scratch,
                       photos={name: f for name, f in zip(VIEW_NAMES, files)})
 
@@ -136,7 +132,7 @@ def build(studio: Studio) -> None:
         try:
             run_dir = runs.run_dir(run_id or "", studio.runs_root)
         except UserError as exc:
-            return None, error_text(exc), gr.Timer(active=False)
+            return refused(exc)
         return submit("evaluate", evaluate_run, run_dir=run_dir)
 
     def poll(state, run_id):

@@ -11,7 +11,7 @@ from engine.config import UserError
 from engine.evaluate.compare import compare_photos
 from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME, export_student
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import error_text, is_finished, photo_upload, progress_html
+from studio.components import is_finished, photo_upload, progress_html, refused, start_job
 from studio.context import Studio
 from studio.tabs.train3d import train_runs
 
@@ -75,18 +75,13 @@ def build(studio: Studio) -> None:
     timer = gr.Timer(1.0, active=False)
 
     def submit(what, fn, **kwargs):
-        try:
-            job_id = studio.runner.submit(fn, kind=f"export-{what}" if what == "try" else "export", with_run=False,
-                                          **kwargs)
-        except (UserError, ValueError, TypeError) as exc:
-            return None, error_text(exc), gr.Timer(active=False)
-        return {"id": job_id, "what": what}, progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
+        return start_job(studio.runner, fn, "export" if what == "export" else f"export-{what}", what, **kwargs)
 
     def start_export(run_id, which, with_int8, n_threads):
         try:
             run_dir = runs.run_dir(run_id or "", studio.runs_root)
         except UserError as exc:
-            return None, error_text(exc), gr.Timer(active=False)
+            return refused(exc)
         return submit("export", export_student, run_dir=run_dir, int8=bool(with_int8), checkpoint=which,
                       threads=int(n_threads or 1))
 
@@ -95,8 +90,7 @@ def build(studio: Studio) -> None:
         key = "onnx_int8" if which_model == "int8" else "onnx"
         path = ((report or {}).get("files") or {}).get(key)
         if not path:
-            return None, error_text(UserError(f"export the run first{' with INT8' if key == 'onnx_int8' else ''}")), \
-                gr.Timer(active=False)
+            return refused(UserError(f"export the run first{' with INT8' if key == 'onnx_int8' else ''}"))
         return submit("try", compare_photos, checkpoint=Path(path), out_dir=studio.scratch,
                       photos={name: f for name, f in zip(VIEW_NAMES, photos)})
 
