@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.jobs import NULL_CONTEXT, JobRunner
+from engine.jobs import NULL_CONTEXT
 from tests.bad_inputs import CASES, Case, build_inputs
-from tests.conftest import free_port
+from tests.conftest import served_studio
 from tests.integrity import check_cache, disk_full
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,22 +37,12 @@ def env(tmp_path_factory):
     """The bad inputs on disk, the roots pointed at them, and the studio on a free port."""
     from gradio_client import Client
 
-    from studio.app import build_app
-    from studio.context import Studio
-
     paths = build_inputs(tmp_path_factory.mktemp("bad"))
     with pytest.MonkeyPatch.context() as mp:
         for name in ("data", "cache", "runs"):
             mp.setenv(f"DS_{name.upper()}", str(paths[name]))
-        studio = Studio(runner=JobRunner(runs_root=paths["runs"]), data_root=paths["data"],
-                        cache_root=paths["cache"], runs_root=paths["runs"], scratch=paths["base"] / "scratch")
-        demo = build_app(studio)
-        port = free_port()
-        demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield {"paths": paths, "studio": studio, "client": Client(f"http://127.0.0.1:{port}/", verbose=False)}
-        finally:
-            demo.close()
+        with served_studio(paths, scratch=paths["base"] / "scratch") as (url, studio):
+            yield {"paths": paths, "studio": studio, "client": Client(url, verbose=False)}
 
 
 def fill(value, paths: dict):

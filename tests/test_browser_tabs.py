@@ -13,7 +13,7 @@ import pytest
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT
 from tests.browser import browser_page, require_chromium, studio_process
-from tests.conftest import free_port
+from tests.conftest import free_port, make_roots
 from tests.test_browser_data import painted_pixels
 
 pytestmark = pytest.mark.browser
@@ -25,9 +25,7 @@ CACHE = "sample-visual-hull-fast"
 def studio_url(tmp_path_factory):
     require_chromium()
     base = tmp_path_factory.mktemp("browser-tabs")
-    roots = {k: base / k for k in ("data", "cache", "runs")}
-    for p in roots.values():
-        p.mkdir()
+    roots = make_roots(base)
     build_sample(NULL_CONTEXT, roots["data"] / "sample", count=3, seed=0)
     with studio_process(roots, free_port()) as url:
         yield url, roots, base

@@ -14,8 +14,8 @@ import pytest
 
 from engine.config import UserError, confine
 from engine.data.sample_shoes import build_sample
-from engine.jobs import NULL_CONTEXT, JobRunner
-from tests.conftest import free_port
+from engine.jobs import NULL_CONTEXT
+from tests.conftest import make_roots, served_studio
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted([*ROOT.glob("engine/**/*.py"), *ROOT.glob("studio/**/*.py"), *ROOT.glob("bench/**/*.py"),
@@ -112,25 +112,15 @@ def app(tmp_path_factory):
     from gradio_client import Client
 
     import app as app_module
-    from studio.app import build_app
-    from studio.context import Studio
 
     base = tmp_path_factory.mktemp("security")
-    roots = {k: base / k for k in ("data", "cache", "runs")}
-    for p in roots.values():
-        p.mkdir()
+    roots = make_roots(base)
     build_sample(NULL_CONTEXT, roots["data"] / "sample", count=2, seed=0)
     (roots["data"] / "escape").symlink_to("/etc")  # a link under the data root pointing out of it
     (roots["data"] / "alias").symlink_to(roots["data"] / "sample")  # one pointing inside is fine
-    studio = Studio(runner=JobRunner(runs_root=roots["runs"]), data_root=roots["data"], cache_root=roots["cache"],
-                    runs_root=roots["runs"], scratch=base / "scratch")
-    demo = build_app(studio)
-    port = free_port()
-    demo.queue(default_concurrency_limit=4).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                   quiet=True, max_file_size=app_module.MAX_UPLOAD)
-    url = f"http://127.0.0.1:{port}/"
-    yield {"url": url, "client": Client(url, verbose=False), "studio": studio, "roots": roots, "base": base}
-    demo.close()
+    with served_studio(roots, scratch=base / "scratch", queue={"default_concurrency_limit": 4},
+                       max_file_size=app_module.MAX_UPLOAD) as (url, studio):
+        yield {"url": url, "client": Client(url, verbose=False), "studio": studio, "roots": roots, "base": base}
 
 
 def _wait_idle(studio, timeout=120):

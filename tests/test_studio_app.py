@@ -4,22 +4,13 @@ from __future__ import annotations
 import pytest
 
 from engine import runs
-from engine.jobs import JobRunner
-from tests.conftest import free_port
+from tests.conftest import served_studio
 
 
 @pytest.fixture
 def studio_url(roots):
-    from studio.app import build_app
-    from studio.context import Studio
-
-    studio = Studio(runner=JobRunner(runs_root=roots["runs"]), data_root=roots["data"],
-                    cache_root=roots["cache"], runs_root=roots["runs"])
-    demo = build_app(studio)
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", studio
-    demo.close()
+    with served_studio(roots) as (url, studio):
+        yield url, studio
 
 
 def test_page_serves_and_lists_runs(studio_url, roots):

@@ -18,7 +18,7 @@ from engine.geometry.mesh import icosphere
 from engine.jobs import NULL_CONTEXT, JobRunner
 from engine.teachers.base import TeacherSettings
 from engine.train.distill3d import train_student
-from tests.conftest import free_port
+from tests.conftest import make_roots, served_studio
 
 torch.set_num_threads(1)
 
@@ -51,9 +51,7 @@ def test_surface_distance_is_zero_on_the_surface_and_measures_a_dent():
 def trained(tmp_path_factory):
     """3 sample shoes, their visual-hull cache and a 1-epoch tiny run, evaluated."""
     base = tmp_path_factory.mktemp("compare")
-    roots = {k: base / k for k in ("data", "cache", "runs")}
-    for p in roots.values():
-        p.mkdir()
+    roots = make_roots(base)
     build_sample(NULL_CONTEXT, roots["data"] / "sample", count=3, seed=0)
     build_cache(NULL_CONTEXT, roots["data"] / "sample", roots["cache"] / "c", settings=TeacherSettings(preset="fast"))
     runner = JobRunner(runs_root=roots["runs"])
@@ -84,17 +82,9 @@ def test_compare_shoe_numbers_equal_the_evaluation(trained):
 def client(trained):
     from gradio_client import Client
 
-    from studio.app import build_app
-    from studio.context import Studio
-
     base, roots, runner, _run_id, _ = trained
-    studio = Studio(runner=runner, data_root=roots["data"], cache_root=roots["cache"], runs_root=roots["runs"],
-                    scratch=base / "scratch")
-    demo = build_app(studio)
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with served_studio(roots, scratch=base / "scratch", runner=runner) as (url, _studio):
+        yield Client(url, verbose=False)
 
 
 def run_and_poll(client, start_api: str, poll_api: str, start_args=(), poll_args=(), timeout: float = 180):

@@ -6,29 +6,19 @@ import time
 import pytest
 
 from engine.data.sample_shoes import build_sample
-from engine.jobs import NULL_CONTEXT, JobRunner
-from tests.conftest import free_port
+from engine.jobs import NULL_CONTEXT
+from tests.conftest import make_roots, served_studio
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from gradio_client import Client
 
-    from studio.app import build_app
-    from studio.context import Studio
-
     base = tmp_path_factory.mktemp("studio")
-    roots = {k: base / k for k in ("data", "cache", "runs")}
-    for p in roots.values():
-        p.mkdir()
+    roots = make_roots(base)
     build_sample(NULL_CONTEXT, roots["data"] / "sample", count=2, seed=0)
-    studio = Studio(runner=JobRunner(runs_root=roots["runs"]), data_root=roots["data"],
-                    cache_root=roots["cache"], runs_root=roots["runs"], scratch=base / "scratch")
-    demo = build_app(studio)
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False), studio, roots
-    demo.close()
+    with served_studio(roots, scratch=base / "scratch") as (url, studio):
+        yield Client(url, verbose=False), studio, roots
 
 
 def wait_idle(studio, timeout=60):
