@@ -17,7 +17,7 @@ from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
 from studio.components import error_text, is_finished, photo_upload, progress_html, refused, start_job
 from studio.context import Studio
-from studio.tabs.train3d import train_runs
+from studio.tabs.train3d import run_picker
 
 CAMERA = (90, 70, 2.2)  # (alpha, beta, radius): the same for the three viewers; meshes are normalised
 VIEWERS = ("teacher", "student", "gt")
@@ -59,9 +59,7 @@ def build(studio: Studio) -> None:
                 "distance to the GT surface; metrics use the evaluation's normalisation (each mesh: bbox centre, "
                 "longest side 1; F-score at 1 % / 2 % of it).")
     with gr.Row():
-        run = gr.Dropdown(choices=train_runs(studio), label="Run", allow_custom_value=True, elem_id="compare-run")
-        refresh = gr.Button("↻ runs", scale=0)
-        ckpt = gr.Radio(["best", "last"], value="best", label="Checkpoint")
+        run, ckpt = run_picker(studio, "compare-run")
     with gr.Tab("Dataset shoe"):
         with gr.Row():
             shoe = gr.Dropdown(choices=[], label="Shoe", allow_custom_value=True, elem_id="compare-shoe")
@@ -164,7 +162,6 @@ def build(studio: Studio) -> None:
                 gr.Timer(active=False))
 
     started = [job, progress, timer]
-    refresh.click(lambda: gr.update(choices=train_runs(studio)), outputs=[run])
     run.change(pick_run, inputs=[run], outputs=[shoe, worst, worst_note])
     go.click(start_shoe, inputs=[run, ckpt, shoe], outputs=started, api_name="compare_shoe")
     worst.select(open_worst, inputs=[run, ckpt], outputs=[shoe, *started])

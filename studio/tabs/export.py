@@ -13,7 +13,7 @@ from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUM
 from engine.geometry.camera import VIEW_NAMES
 from studio.components import is_finished, photo_upload, progress_html, refused, start_job
 from studio.context import Studio
-from studio.tabs.train3d import train_runs
+from studio.tabs.train3d import run_picker
 
 
 def _table(rows: list[dict], columns: tuple[str, ...]) -> dict:
@@ -48,9 +48,7 @@ def build(studio: Studio) -> None:
                 "the faces and the input spec are saved beside it. Parity is checked against torch on the run's "
                 "validation shoes and latency is measured on this machine (fixed threads, warm-up, median).")
     with gr.Row():
-        run = gr.Dropdown(choices=train_runs(studio), label="Run", allow_custom_value=True, elem_id="export-run")
-        refresh = gr.Button("↻ runs", scale=0)
-        ckpt = gr.Radio(["best", "last"], value="best", label="Checkpoint")
+        run, ckpt = run_picker(studio, "export-run")
         int8 = gr.Checkbox(value=True, label="also INT8 (dynamic quantisation)")
         threads = gr.Number(value=2, precision=0, minimum=1, maximum=64, label="threads for timing")
     with gr.Row():
@@ -108,7 +106,6 @@ def build(studio: Studio) -> None:
         note = f"ONNX student on {', '.join(stats['views'])}: {stats['vertices']} vertices in {stats['student_ms']} ms"
         return progress_html(snap), keep, keep, keep, keep, res["student_glb"], note, None, gr.Timer(active=False)
 
-    refresh.click(lambda: gr.update(choices=train_runs(studio)), outputs=[run])
     run.change(lambda rid: show_report(existing_report(studio, rid)), inputs=[run],
                outputs=[parity, latency, summary, files], api_name="export_show")
     go.click(start_export, inputs=[run, ckpt, int8, threads], outputs=[job, progress, timer], api_name="export_run")

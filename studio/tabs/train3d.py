@@ -24,6 +24,16 @@ def train_runs(studio: Studio) -> list[str]:
     return [r["id"] for r in runs.list_runs(studio.runs_root, studio.runner.live_ids()) if r["kind"] == KIND]
 
 
+def run_picker(studio: Studio, elem_id: str) -> tuple[gr.Dropdown, gr.Radio]:
+    """A row's start for tabs that work on a finished training run: the run (with a refresh button that
+    re-lists the runs) and the checkpoint (best / last). The caller may add more to the same row."""
+    run = gr.Dropdown(choices=train_runs(studio), label="Run", allow_custom_value=True, elem_id=elem_id)
+    refresh = gr.Button("↻ runs", scale=0)
+    ckpt = gr.Radio(["best", "last"], value="best", label="Checkpoint")
+    refresh.click(lambda: gr.update(choices=train_runs(studio)), outputs=[run])
+    return run, ckpt
+
+
 def figures(studio: Studio, run_id: str | None):
     """(loss figure per step, alpha + val CD-L1 figure per epoch) from the run's history.jsonl."""
     hist = []
