@@ -58,6 +58,7 @@ class ShoeParams:
     collar_depth: float  # recess depth, fraction of upper_height
     sole_color: tuple[int, int, int]
     upper_color: tuple[int, int, int]
+    openings: int = 0  # side windows cut through the vamp (open shoes / sandals); the sample has none
 
     @classmethod
     def sample(cls, seed: int, index: int = 0) -> "ShoeParams":
@@ -160,7 +161,24 @@ class _ShoeField:
         upper = np.maximum.reduce([np.abs(x) - wu, ends, y - (s_top + hu), s_top - 0.5 * p.sole_thickness - y])
         cavity = np.minimum(self._collar(x, z, 1.0, 1.0, self.collar_floor, y),  # the recess
                             self._collar(x, z, 1.7, 1.25, self.collar_rim, y))  # the lowered collar line
+        if p.openings:
+            cavity = np.minimum(cavity, self._windows(y, z))
         return sole, upper, cavity
+
+    def _windows(self, y, z):
+        """``openings`` elliptic tunnels across the vamp (along x), between its sole and its top."""
+        p = self.p
+        t0 = p.collar_position + 0.5 * p.collar_length + 0.04
+        ts = np.linspace(t0, 0.86, p.openings + 2)[1:-1] if p.openings > 1 else np.array([0.5 * (t0 + 0.86)])
+        step = (0.86 - t0) / (p.openings + 1)
+        out = np.full(np.shape(y), np.inf)
+        for t in ts:
+            base, h = float(self.sole_top(np.array(t))), float(self.upper_profile(np.array(t)))
+            a, b = 0.32 * step * p.length, 0.22 * h
+            yc = base + 0.5 * h
+            ell = (np.sqrt(((z - t * p.length) / a) ** 2 + ((y - yc) / b) ** 2) - 1) * min(a, b)
+            out = np.minimum(out, ell)
+        return out
 
     def _collar(self, x, z, widen: float, lengthen: float, floor: float, y):
         """An elliptic column (the opening's ellipse scaled by ``widen`` x ``lengthen``) above ``floor``."""
@@ -205,9 +223,20 @@ def make_shoe(params: ShoeParams, cells: int = GRID_CELLS_ALONG_LENGTH):
     lining = (np.asarray(params.upper_color, float) * 0.45).round().astype(np.uint8)
     colors[-c > np.minimum(s, u), :3] = lining
 
-    normalised, _centre, _scale = normalise_vertices(verts)
+    normalised, centre, scale = normalise_vertices(verts)
     mesh = trimesh.Trimesh(normalised, faces, vertex_colors=colors, process=False)
+    # the build frame -> normalised frame map (normalised = (mm - centre) / scale): the teacher corpus
+    # evaluates the exact field at normalised query points through it (``engine.data.corpus``)
+    mesh.metadata["frame"] = {"centre": np.asarray(centre, np.float64), "scale": float(scale)}
     return mesh
+
+
+def field_value(params: ShoeParams, points_mm: np.ndarray) -> np.ndarray:
+    """The shoe's implicit field at (N, 3) build-frame points (mm): negative inside; (N,) float64."""
+    field = _ShoeField(params)
+    x, y, z = (np.asarray(points_mm, np.float64)[:, k] for k in range(3))
+    sole, upper, cavity = field.parts(x, y, z)
+    return np.maximum(np.minimum(sole, upper), -cavity)
 
 
 def shoe_id(index: int, count: int) -> str:

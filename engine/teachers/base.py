@@ -33,6 +33,7 @@ MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 # ``availability(**kw) -> (available, reason)``; the module is imported only when asked for.
 _REGISTRY: dict[str, tuple[str, dict[str, str]]] = {
     "visual-hull": ("engine.teachers.visual_hull", {}),
+    "occupancy": ("engine.teachers.occupancy", {}),
     "hunyuan3d-2mv": ("engine.teachers.hunyuan", {"model": "2mv"}),
     "hunyuan3d-2mv-turbo": ("engine.teachers.hunyuan", {"model": "2mv-turbo"}),
     "hunyuan3d-2mv-fast": ("engine.teachers.hunyuan", {"model": "2mv-fast"}),
@@ -92,11 +93,15 @@ class TeacherSettings:
 @dataclass
 class TeacherResult:
     """A teacher's mesh, normalised (see module docstring), plus ``stats``: vertices, faces, seconds,
-    teacher, settings (the effective knobs) and anything teacher-specific (device, grid, ...)."""
+    teacher, settings (the effective knobs) and anything teacher-specific (device, grid, ...).
+    ``features``: the teacher's intermediate features for feature-level distillation, read through a
+    forward hook (float16; the occupancy teacher: per-view maps (4, C, h, w); Hunyuan: its conditioner's
+    image tokens (T, C)), or None for a teacher that has none (the visual hull)."""
 
     vertices: np.ndarray  # (V, 3) float32
     faces: np.ndarray  # (F, 3) int64
     stats: dict[str, Any] = field(default_factory=dict)
+    features: np.ndarray | None = None
 
 
 @runtime_checkable
