@@ -36,7 +36,7 @@ def clouds(B, N, M, seed, dtype=torch.float64):
 def test_matches_float64_brute_force(method, norm):
     x, y = clouds(3, 200, 317, seed=norm)
     ex, ey = brute_parts(x, y, norm)
-    cx, cy = chamfer_distance(x, y, norm=norm, reduction="none", return_parts=True, method=method)
+    cx, cy = chamfer_distance(x, y, norm=norm, batch_reduction=None, return_parts=True, method=method)
     np.testing.assert_allclose(cx.numpy(), ex, rtol=1e-12)
     np.testing.assert_allclose(cy.numpy(), ey, rtol=1e-12)
     total = chamfer_distance(x, y, norm=norm, method=method)
@@ -62,7 +62,7 @@ def test_case_by_hand():
     # Euclidean: (0.5 + sqrt(1.25)) / 2 + 0.5
     assert math.isclose(chamfer_distance(x, y, norm=1).item(), (0.5 + math.sqrt(1.25)) / 2 + 0.5, rel_tol=1e-6)
     # sum reduction sums over points: 0.25 + 1.25 + 0.25
-    assert math.isclose(chamfer_distance(x, y, reduction="sum").item(), 1.75, rel_tol=1e-6)
+    assert math.isclose(chamfer_distance(x, y, point_reduction="sum", batch_reduction="sum").item(), 1.75, rel_tol=1e-6)
     assert chamfer_distance(x, x).item() == 0
 
 
@@ -106,7 +106,7 @@ def test_weights():
     g = torch.Generator().manual_seed(4)
     wx, wy = torch.rand(2, 40, dtype=torch.float64, generator=g), torch.rand(2, 60, dtype=torch.float64, generator=g)
     ex, ey = brute_parts(x, y, 2, wx.numpy(), wy.numpy())
-    cx, cy = chamfer_distance(x, y, x_weights=wx, y_weights=wy, reduction="none", return_parts=True)
+    cx, cy = chamfer_distance(x, y, x_weights=wx, y_weights=wy, batch_reduction=None, return_parts=True)
     np.testing.assert_allclose(cx.numpy(), ex, rtol=1e-12)
     np.testing.assert_allclose(cy.numpy(), ey, rtol=1e-12)
     ref = chamfer_distance_cdist(x, y, x_weights=wx, y_weights=wy)
@@ -135,7 +135,7 @@ def test_empty_input_returns_zero(shape_x, shape_y):
     assert out.shape == () and out.item() == 0
     out.backward()
     assert x.grad is not None and torch.equal(x.grad, torch.zeros_like(x))
-    cx, cy = chamfer_distance(x, y, reduction="none", return_parts=True)
+    cx, cy = chamfer_distance(x, y, batch_reduction=None, return_parts=True)
     assert cx.shape == (shape_x[0],) and not cx.any() and not cy.any()
     assert chamfer_distance_cdist(x, y).item() == 0
 
@@ -148,7 +148,8 @@ def test_rejects_bad_input():
         lambda: chamfer_distance(x, torch.rand(2, 5, 3, dtype=torch.float64)),
         lambda: chamfer_distance(x, y.float()),
         lambda: chamfer_distance(x, y, norm=3),
-        lambda: chamfer_distance(x, y, reduction="max"),
+        lambda: chamfer_distance(x, y, point_reduction="max"),
+        lambda: chamfer_distance(x, y, batch_reduction="none"),
         lambda: chamfer_distance(x.clone().fill_(float("nan")), y),
         lambda: chamfer_distance(x, y, method="octree"),
     ]

@@ -60,7 +60,7 @@ def test_masked_chamfer_equals_chamfer_distance_on_the_kept_items():
     mask = torch.tensor([True, False, True])
     trees = [PointTree(tgt[0]), None, PointTree(tgt[2])]
     got = masked_chamfer(pred, tgt, mask, trees, norm=1)
-    want = chamfer_distance(pred[[0, 2]], tgt[[0, 2]], norm=1, reduction="none")
+    want = chamfer_distance(pred[[0, 2]], tgt[[0, 2]], norm=1, batch_reduction=None)
     assert got[1] == 0
     torch.testing.assert_close(got[[0, 2]], want)
     got.sum().backward()

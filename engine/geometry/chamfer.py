@@ -36,7 +36,8 @@ from engine.geometry.mesh import safe_norm
 Tensor = torch.Tensor
 
 TILE_ELEMENTS = 1 << 24  # distances per brute-force tile (64 MiB in float32)
-_REDUCTIONS = ("mean", "sum", "none")
+POINT_REDUCTIONS = ("mean", "sum")
+BATCH_REDUCTIONS = ("mean", "sum", None)
 
 
 def _to_numpy64(points) -> np.ndarray:
@@ -242,7 +243,7 @@ def gather_distances(x: Tensor, y: Tensor, idx: Tensor, norm: int = 2) -> Tensor
 class _MatchedDistanceCPU(torch.autograd.Function):
     """Per-item reduced distance to matched points, computed in NumPy with an analytic backward.
 
-    Same value as ``_reduce_points(gather_distances(x, y, idx, norm), w, reduction)``; it exists
+    Same value as ``_reduce_points(gather_distances(x, y, idx, norm), w, point_reduction)``; it exists
     because a handful of small torch kernels (gather, pow, sum and their backward, with an
     index scatter) cost 30-70x more than NumPy when torch's intra-op threads compete for a busy
     2-core machine. Gradient (per term t = w_i / W, W = sum w or 1 for "sum"):
@@ -285,26 +286,34 @@ class _MatchedDistanceCPU(torch.autograd.Function):
         return gx, gy, None, None, None, None
 
 
-def _direction(x: Tensor, y: Tensor, idx: Tensor, norm: int, w: Tensor | None, reduction: str) -> Tensor:
+def _direction(x: Tensor, y: Tensor, idx: Tensor, norm: int, w: Tensor | None, point_reduction: str) -> Tensor:
     """Per-item (B,) weighted mean (or sum) of the x -> y matched distances; NumPy kernel on CPU."""
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return _MatchedDistanceCPU.apply(x, y, idx, norm, w, reduction == "sum")
-    return _reduce_points(gather_distances(x, y, idx, norm), w, reduction)
+        return _MatchedDistanceCPU.apply(x, y, idx, norm, w, point_reduction == "sum")
+    return _reduce_points(gather_distances(x, y, idx, norm), w, point_reduction)
 
 
-def _reduce_points(d: Tensor, w: Tensor | None, reduction: str) -> Tensor:
-    """Per-item weighted mean ("mean"/"none") or weighted sum ("sum") over points: (B, N) -> (B,)."""
+def _reduce_points(d: Tensor, w: Tensor | None, point_reduction: str) -> Tensor:
+    """Per-item weighted mean ("mean") or weighted sum ("sum") over points: (B, N) -> (B,)."""
     if w is None:
-        return d.sum(1) if reduction == "sum" else d.mean(1)
+        return d.sum(1) if point_reduction == "sum" else d.mean(1)
     s = (d * w).sum(1)
-    return s if reduction == "sum" else s / w.sum(1).clamp_min(torch.finfo(d.dtype).tiny)
+    return s if point_reduction == "sum" else s / w.sum(1).clamp_min(torch.finfo(d.dtype).tiny)
 
 
-def _reduce_batch(c: Tensor | None, reduction: str) -> Tensor | None:
-    """(B,) per-item values -> mean / sum over the batch, or unchanged for "none"."""
-    if c is None or reduction == "none":
+def _reduce_batch(c: Tensor | None, batch_reduction: str | None) -> Tensor | None:
+    """(B,) per-item values -> mean / sum over the batch, or unchanged for None."""
+    if c is None or batch_reduction is None:
         return c
-    return c.sum() if reduction == "sum" else c.mean()
+    return c.sum() if batch_reduction == "sum" else c.mean()
+
+
+def _check_reductions(point_reduction, batch_reduction) -> None:
+    if point_reduction not in POINT_REDUCTIONS:
+        raise ValueError(f"chamfer point_reduction must be one of {', '.join(POINT_REDUCTIONS)}, "
+                         f"got {point_reduction!r}")
+    if batch_reduction not in BATCH_REDUCTIONS:
+        raise ValueError(f"chamfer batch_reduction must be 'mean', 'sum' or None, got {batch_reduction!r}")
 
 
 def _check_weights(w, points: Tensor, name: str) -> Tensor | None:
@@ -318,9 +327,9 @@ def _check_weights(w, points: Tensor, name: str) -> Tensor | None:
 
 
 def chamfer_distance(x: Tensor, y: Tensor, *, norm: int = 2, x_weights: Tensor | None = None,
-                     y_weights: Tensor | None = None, reduction: str = "mean",
-                     single_directional: bool = False, return_parts: bool = False,
-                     y_trees=None, method: str = "auto"):
+                     y_weights: Tensor | None = None, point_reduction: str = "mean",
+                     batch_reduction: str | None = "mean", single_directional: bool = False,
+                     return_parts: bool = False, y_trees=None, method: str = "auto"):
     """Chamfer distance between point clouds x (B, N, D) and y (B, M, D).
 
     Per batch item b, with d the point distance (norm=2: squared Euclidean, norm=1: Euclidean,
@@ -331,10 +340,16 @@ def chamfer_distance(x: Tensor, y: Tensor, *, norm: int = 2, x_weights: Tensor |
         chamfer[b] = cham_x[b] + cham_y[b]     (cham_x only if single_directional)
 
     Weights default to 1 (plain means); they weight the terms, they do not exclude points from
-    being neighbours. A weight sum of 0 gives 0 for that direction. ``reduction``: "mean" averages
-    over the batch, "sum" uses weighted *sums* over points (no division by the weight sum) and sums
-    over the batch, "none" returns per-item (B,) weighted means. The evaluation metric CD of
-    ``engine.geometry.metrics`` is half of this bidirectional sum.
+    being neighbours. A weight sum of 0 gives 0 for that direction. Two reductions, as in PyTorch3D:
+
+    * ``point_reduction`` — over the points of each item and direction: "mean" (default) is the
+      weighted mean above, "sum" the weighted *sum* (no division by the weight sum).
+    * ``batch_reduction`` — over the batch: "mean" (default) or "sum" of the per-item values give a
+      scalar; ``None`` returns the per-item values (B,).
+
+    (Per-point distances, PyTorch3D's ``point_reduction=None``, are ``nearest_neighbours`` +
+    ``gather_distances``.) The evaluation metric CD of ``engine.geometry.metrics`` is half of this
+    bidirectional sum.
 
     Returns the chamfer value, or with ``return_parts`` the tuple (x->y, y->x) reduced the same way
     (y->x is None if single_directional). Gradients flow to x and y (weights are constants); the
@@ -344,46 +359,45 @@ def chamfer_distance(x: Tensor, y: Tensor, *, norm: int = 2, x_weights: Tensor |
     """
     if norm not in (1, 2):
         raise ValueError(f"chamfer norm must be 1 (Euclidean) or 2 (squared Euclidean), got {norm!r}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"chamfer reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    _check_reductions(point_reduction, batch_reduction)
     _check_pair(x, y, finite=not _uses_kdtree(x, method))  # the KD-tree path checks in NumPy
     wx, wy = _check_weights(x_weights, x, "x_weights"), _check_weights(y_weights, y, "y_weights")
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     if B == 0 or N == 0 or M == 0:
         zero = (x.sum() + y.sum()) * 0
-        part = zero.expand(B).clone() if reduction == "none" else zero
+        part = zero.expand(B).clone() if batch_reduction is None else zero
         cx, cy = part, (None if single_directional else part.clone())
     else:
         ixy, iyx = _nn_pairs(x, y, y_trees, both=not single_directional, method=method)
-        cx = _direction(x, y, ixy, norm, wx, reduction)  # (B,)
-        cy = None if single_directional else _direction(y, x, iyx, norm, wy, reduction)  # (B,)
-        cx, cy = _reduce_batch(cx, reduction), _reduce_batch(cy, reduction)
+        cx = _direction(x, y, ixy, norm, wx, point_reduction)  # (B,)
+        cy = None if single_directional else _direction(y, x, iyx, norm, wy, point_reduction)  # (B,)
+        cx, cy = _reduce_batch(cx, batch_reduction), _reduce_batch(cy, batch_reduction)
     if return_parts:
         return cx, cy
     return cx if cy is None else cx + cy
 
 
 def chamfer_distance_cdist(x: Tensor, y: Tensor, *, norm: int = 2, x_weights: Tensor | None = None,
-                           y_weights: Tensor | None = None, reduction: str = "mean",
-                           single_directional: bool = False, return_parts: bool = False):
+                           y_weights: Tensor | None = None, point_reduction: str = "mean",
+                           batch_reduction: str | None = "mean", single_directional: bool = False,
+                           return_parts: bool = False):
     """Reference Chamfer with the full (B, N, M) ``torch.cdist`` matrix; same semantics and return
     values as ``chamfer_distance`` (memory O(B N M): for tests and benchmarks only)."""
     if norm not in (1, 2):
         raise ValueError(f"chamfer norm must be 1 (Euclidean) or 2 (squared Euclidean), got {norm!r}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"chamfer reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    _check_reductions(point_reduction, batch_reduction)
     _check_pair(x, y)
     wx, wy = _check_weights(x_weights, x, "x_weights"), _check_weights(y_weights, y, "y_weights")
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     if B == 0 or N == 0 or M == 0:
-        return chamfer_distance(x, y, norm=norm, reduction=reduction,
+        return chamfer_distance(x, y, norm=norm, point_reduction=point_reduction, batch_reduction=batch_reduction,
                                 single_directional=single_directional, return_parts=return_parts)
     d = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")  # (B, N, M)
     if norm == 2:
         d = d.pow(2)
-    cx = _reduce_points(d.min(2).values, wx, reduction)  # (B,)
-    cy = None if single_directional else _reduce_points(d.min(1).values, wy, reduction)  # (B,)
-    cx, cy = _reduce_batch(cx, reduction), _reduce_batch(cy, reduction)
+    cx = _reduce_points(d.min(2).values, wx, point_reduction)  # (B,)
+    cy = None if single_directional else _reduce_points(d.min(1).values, wy, point_reduction)  # (B,)
+    cx, cy = _reduce_batch(cx, batch_reduction), _reduce_batch(cy, batch_reduction)
     if return_parts:
         return cx, cy
     return cx if cy is None else cx + cy

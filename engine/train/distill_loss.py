@@ -33,7 +33,8 @@ def masked_chamfer(pred: Tensor, targets: Tensor, mask: Tensor, trees: list | No
     if len(rows) == 0:
         return out
     sub_trees = None if trees is None else [trees[int(r)] for r in rows]
-    vals = chamfer_distance(pred[rows], targets[rows].to(pred), norm=norm, reduction="none", y_trees=sub_trees)  # (K,)
+    vals = chamfer_distance(pred[rows], targets[rows].to(pred), norm=norm, batch_reduction=None,
+                            y_trees=sub_trees)  # (K,) per-item means
     return out.index_copy(0, rows.to(pred.device), vals)
 
 
