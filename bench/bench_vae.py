@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from engine.cli import CliProgress  # noqa: E402
 from engine.evaluate import vae_report  # noqa: E402
-from engine.train.vae import DEFAULTS, run_vae_distillation  # noqa: E402
+from engine.train.vae import DEFAULTS  # noqa: E402
 
 QUICK = {"limit": 2000, "teacher_epochs": 2, "epochs": 2, "finetune_epochs": 1, "eval_limit": 2000}
 
@@ -47,7 +47,7 @@ def main() -> int:
           f"{cfg['limit']} train images, epochs teacher {cfg['teacher_epochs']} / distill {cfg['epochs']} / "
           f"finetune {cfg['finetune_epochs']}, output {out}", flush=True)
     t0 = time.time()
-    result = run_vae_distillation(CliProgress(), config)
+    result = vae_report.distil_and_report(CliProgress(), config)
     total_min = (time.time() - t0) / 60
     rep = result["report"]
     p, s, q = rep["params"], rep["speed"], rep["quality"]

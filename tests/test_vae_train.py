@@ -76,7 +76,7 @@ def fmnist(tmp_path_factory):
 def tiny_run(fmnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     ctx = RecordingContext()
-    result = T.run_vae_distillation(ctx, {**TINY, "checkpoint_dir": str(out)})
+    result = vae_report.distil_and_report(ctx, {**TINY, "checkpoint_dir": str(out)})
     return out, ctx, result
 
 
@@ -88,8 +88,8 @@ def test_run_writes_checkpoints_history_grid_and_report(tiny_run):
         assert (out / name).is_file(), name
     history = runs.read_history(out)
     assert history == [{"time": h["time"], **r} for h, r in zip(history, ctx.records)]
-    batches = [r for r in history if r["kind"] == "batch"]
-    epochs = [r for r in history if r["kind"] == "epoch"]
+    batches = [r for r in history if r["scope"] == "batch"]
+    epochs = [r for r in history if r["scope"] == "epoch"]
     assert [(r["phase"], r["epoch"]) for r in epochs] == [("teacher", 1), ("distill", 1), ("finetune", 1)]
     assert len(batches) == 3 * 2  # 32 images / batch 16, three phases
     distill = [r for r in batches if r["phase"] == "distill"]
@@ -152,7 +152,7 @@ def test_cancel_stops_at_the_next_step(fmnist, tmp_path):
     ctx = RecordingContext(cancel_after=3)  # teacher epoch (2 steps) completes, distill stops at step 2
     with pytest.raises(JobCancelled):
         T.run_vae_distillation(ctx, {**TINY, "report": False, "checkpoint_dir": str(tmp_path)})
-    assert [r["phase"] for r in ctx.records if r["kind"] == "batch"] == ["teacher", "teacher", "distill"]
+    assert [r["phase"] for r in ctx.records if r["scope"] == "batch"] == ["teacher", "teacher", "distill"]
     last = torch.load(tmp_path / "tinyvae_last.pth", weights_only=True)
     assert (last["phase"], last["epoch"]) == ("teacher", 1)
 
@@ -210,5 +210,5 @@ def test_runs_as_a_job_in_its_run_folder(fmnist, tmp_path):
     run = runs.load_run(job_id, tmp_path)
     assert run["config"]["epochs"] == 1 and (tmp_path / job_id / "tinyvae_best.pth").is_file()
     assert (tmp_path / job_id / "recon_grid.png").is_file()
-    assert {r["kind"] for r in run["history"]} == {"batch", "epoch"}
+    assert {r["scope"] for r in run["history"]} == {"batch", "epoch"}
     assert runner.result(job_id)["output_dir"] == str(tmp_path / job_id)

@@ -32,8 +32,7 @@ def _read_config(path: str) -> dict:
 
 def _distill(args: argparse.Namespace) -> int:
     from engine.cli import CliProgress
-    from engine.evaluate.vae_report import format_markdown
-    from engine.train.vae import run_vae_distillation
+    from engine.evaluate.vae_report import distil_and_report, format_markdown
 
     config = _read_config(args.config) if args.config else {}
     for dest, key in _FLAG_KEYS.items():
@@ -44,7 +43,7 @@ def _distill(args: argparse.Namespace) -> int:
         config["resume"] = True
     if args.no_report:
         config["report"] = False
-    result = run_vae_distillation(CliProgress(quiet=args.quiet), config)
+    result = distil_and_report(CliProgress(quiet=args.quiet), config)
     print(f"output   {result['output_dir']}\nbest     {result['best']}\nlast     {result['last']}\n"
           f"training {result['train_seconds']:.0f} s")
     if result.get("report"):

@@ -19,7 +19,7 @@ Dataset specs (the ``dataset`` config key):
 Splits: ``train`` and ``test`` (the held-out split). ``limit`` keeps the first N images of a split.
 ``split_train_val`` carves a validation slice off the end of the train split (used for best-checkpoint
 selection so the test split stays untouched until the report); ``epoch_order`` is the deterministic
-shuffle of one epoch.
+shuffle of one epoch. ``grid_png`` draws rows of images (a reconstruction grid) as one PNG.
 """
 from __future__ import annotations
 
@@ -200,3 +200,23 @@ def epoch_order(n: int, seed: int, epoch: int, phase: int = 0) -> torch.Tensor:
     """Deterministic permutation of ``range(n)`` for one epoch of one phase."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + phase * 10_007 + epoch)
     return torch.randperm(n, generator=g)
+
+
+def grid_png(rows: list[torch.Tensor], scale: int = 3, gap: int = 2) -> bytes:
+    """A PNG of image rows (each (N, 3, H, W) in [0, 1]) on a white background, upscaled ``scale``×."""
+    import io
+
+    from PIL import Image
+
+    n, h, w = rows[0].shape[0], rows[0].shape[2], rows[0].shape[3]
+    canvas = np.ones((len(rows) * (h + gap) + gap, n * (w + gap) + gap, 3), dtype=np.float32)
+    for r, imgs in enumerate(rows):
+        arr = imgs.detach().float().clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
+        for i in range(n):
+            y0, x0 = gap + r * (h + gap), gap + i * (w + gap)
+            canvas[y0:y0 + h, x0:x0 + w] = arr[i]
+    im = Image.fromarray((canvas * 255).round().astype(np.uint8)).resize(
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()

@@ -14,10 +14,12 @@ split (the dataset's test split) of the checkpoint's dataset:
 * ONNX parity: max-abs-error between torch and ONNX Runtime for each exported graph.
 
 It writes ``report.json`` and ``report.md`` (and the ONNX files under ``onnx/``) into ``out_dirs``.
+``distil_and_report(ctx, config)`` is the VAE job of the CLI and the studio: ``engine.train.vae``'s
+training, then (config ``report``, default true) this report on its best checkpoint. Training never
+imports this module; the checkpoint format is ``engine.students.vae_checkpoint``'s.
 """
 from __future__ import annotations
 
-import io
 import math
 import time
 from pathlib import Path
@@ -28,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from engine import export, storage
-from engine.jobs import NULL_CONTEXT
+from engine.data.image_datasets import grid_png  # noqa: F401 - the recon grid's drawing, kept importable here
+from engine.progress import NULL_CONTEXT
+from engine.students.vae_checkpoint import load_checkpoint
 
 SPEED_REPEATS = 7  # timed encode→decode calls per model and runtime (median taken)
 SPEED_BATCH = 64  # batch size of the latency measurement
@@ -79,24 +83,6 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     x, y = x - x.mean(0), y - y.mean(0)
     den = torch.linalg.norm(x.T @ x) * torch.linalg.norm(y.T @ y)
     return float(torch.linalg.norm(y.T @ x) ** 2 / den) if den > 0 else float("nan")
-
-
-def grid_png(rows: list[torch.Tensor], scale: int = 3, gap: int = 2) -> bytes:
-    """A PNG of image rows (each (N, 3, H, W) in [0, 1]) on a white background, upscaled ``scale``×."""
-    from PIL import Image
-
-    n, h, w = rows[0].shape[0], rows[0].shape[2], rows[0].shape[3]
-    canvas = np.ones((len(rows) * (h + gap) + gap, n * (w + gap) + gap, 3), dtype=np.float32)
-    for r, imgs in enumerate(rows):
-        arr = imgs.detach().float().clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
-        for i in range(n):
-            y0, x0 = gap + r * (h + gap), gap + i * (w + gap)
-            canvas[y0:y0 + h, x0:x0 + w] = arr[i]
-    im = Image.fromarray((canvas * 255).round().astype(np.uint8)).resize(
-        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class _AutoEncode(torch.nn.Module):
@@ -173,7 +159,6 @@ def build_report(ctx, checkpoint: Path, eval_limit: int | None = None, out_dirs:
     ``out_dirs`` (default: the checkpoint's folder) and return the report dict."""
     from engine.data.image_datasets import load_images
     from engine.students.vae import count_parameters
-    from engine.train.vae import load_checkpoint
 
     ctx = ctx or NULL_CONTEXT
     checkpoint = Path(checkpoint)
@@ -197,6 +182,26 @@ def build_report(ctx, checkpoint: Path, eval_limit: int | None = None, out_dirs:
         storage.write_json(Path(folder) / "report.json", report)
         storage.write_text(Path(folder) / "report.md", format_markdown(report))
     return report
+
+
+def distil_and_report(ctx, config: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """``engine.train.vae.run_vae_distillation(ctx, config, **options)`` (progress 0-95 %), then, when the
+    config's ``report`` is true and a best checkpoint exists, ``build_report`` on it into the output folder
+    (and the job's run folder when that differs): the summary dict gets ``report``."""
+    from engine.progress import Scaled
+    from engine.train.vae import run_vae_distillation, validate_config
+
+    ctx = ctx or NULL_CONTEXT
+    cfg = validate_config({**(config or {}), **options})
+    result = run_vae_distillation(Scaled(ctx, 0.95) if cfg["report"] else ctx, cfg)
+    if cfg["report"] and result["best"]:
+        ctx.progress(0.96, "report: held-out metrics, ONNX export and timings")
+        out = Path(result["output_dir"])
+        run_dir = getattr(ctx, "run_dir", None)
+        folders = [out] + ([Path(run_dir)] if run_dir and Path(run_dir) != out else [])
+        result["report"] = build_report(ctx, Path(result["best"]), eval_limit=cfg["eval_limit"], out_dirs=folders)
+    ctx.progress(1.0, "done")
+    return result
 
 
 def format_markdown(r: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """TinyVAE distillation (seed 003): config, the three phases, checkpoints, history, resume and cancel.
 
-Phases (``run_vae_distillation``):
+Phases (``PHASES``: data, one ``Phase`` each — what trains, which loss terms with which config weights,
+epochs and lr factor; ``run_vae_distillation`` runs them in order):
 1. ``teacher``  — TeacherVAE pre-training on ``recon_weight·recon + kl_weight·kl`` for ``teacher_epochs``
    (skipped when ``teacher_checkpoint`` is given); writes ``teacher.pth``.
 2. ``distill``  — MinimalVAE + LatentProjector on all five terms (``engine.train.vae_losses``) for
@@ -15,26 +16,31 @@ folder (``checkpoint_dir``, else the job's run folder, else ``./checkpoints/tiny
 ``tinyvae_last.pth`` after every epoch (with optimiser state: what ``resume`` continues from),
 ``tinyvae_<phase>_epoch_NNN.pth`` every ``checkpoint_every`` epochs, ``tinyvae_best.pth`` = lowest student
 validation ``recon_weight·recon + kl_weight·kl`` (eval mode; comparable across distill and finetune).
-Each holds ``student_state_dict``, ``teacher_state_dict``, ``projector_state_dict`` and ``config``.
-``recon_grid.png`` (rows: input / teacher / student) is rewritten after every epoch. History: one
-record per batch (``kind: batch``, ``phase``, ``epoch``, ``step``, every term) and per epoch
-(``kind: epoch``, train and val means).
+Each holds ``student_state_dict``, ``teacher_state_dict``, ``projector_state_dict`` and ``config`` (the
+format is ``engine.students.vae_checkpoint``'s). ``recon_grid.png`` (rows: input / teacher / student) is
+rewritten after every epoch. History (``ctx.metric``; also ``history.jsonl`` in the output folder when
+not a job): one record per batch (``scope: batch``, ``phase``, ``epoch``, ``step``, every term) and per
+epoch (``scope: epoch``, train and val means). The report on the best checkpoint is not made here:
+``engine.evaluate.vae_report.distil_and_report`` runs this and then the report (the CLI's and the
+studio's VAE job).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from engine import runs, storage
 from engine.config import UserError
 from engine.data import image_datasets as data
-from engine.evaluate import vae_report
-from engine.jobs import NULL_CONTEXT
-from engine.students.vae import LatentProjector, MinimalVAE, TeacherVAE
+from engine.progress import NULL_CONTEXT
+from engine.students.vae import TeacherVAE
+from engine.students.vae_checkpoint import (MODEL_KEYS, build_models, checkpoint_dict,  # noqa: F401 - the API
+                                            load_checkpoint, load_into)
 from engine.train import vae_losses as L
 
 SEED_DEFAULTS: dict[str, Any] = {  # exactly the keys of the seed's config JSON
@@ -55,9 +61,47 @@ _OPT_POS_INT = ("limit", "val_images", "eval_limit")
 _NONNEG_FLOAT = ("recon_weight", "kl_weight", "distill_latent_weight", "distill_recon_weight", "perceptual_weight")
 _POS_FLOAT = ("learning_rate", "temperature", "finetune_lr_scale")
 _OPT_STR = ("checkpoint_dir", "teacher_checkpoint", "vgg_weights", "cifar10_root")
-PHASES = ("teacher", "distill", "finetune")
 N_ELEMENTS = 3 * 32 * 32
 GRID_IMAGES = 8
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase (torchdistill's "stage"): its ``name``; ``model``, whose forward pass the loss
+    reads (``teacher`` | ``student``); ``trains``, the models whose parameters Adam updates; ``terms``,
+    ``(loss term, config key of its weight)`` in summation order; ``epochs``, the config key of its epoch
+    count; ``lr_scale``, the config key of its ``learning_rate`` factor (None: 1)."""
+
+    name: str
+    model: str
+    trains: tuple[str, ...]
+    terms: tuple[tuple[str, str], ...]
+    epochs: str
+    lr_scale: str | None = None
+
+    @property
+    def needs_targets(self) -> bool:
+        """Whether its terms read the frozen teacher's latents / reconstructions."""
+        return any(name in ("latent", "output") for name, _ in self.terms)
+
+
+_VAE_TERMS = (("recon", "recon_weight"), ("kl", "kl_weight"))
+PHASES: tuple[Phase, ...] = (
+    Phase("teacher", model="teacher", trains=("teacher",), terms=_VAE_TERMS, epochs="teacher_epochs"),
+    Phase("distill", model="student", trains=("student", "projector"), epochs="epochs",
+          terms=_VAE_TERMS + (("latent", "distill_latent_weight"), ("output", "distill_recon_weight"),
+                              ("perceptual", "perceptual_weight"))),
+    Phase("finetune", model="student", trains=("student",), terms=_VAE_TERMS, epochs="finetune_epochs",
+          lr_scale="finetune_lr_scale"),
+)
+PHASE_BY_NAME = {phase.name: phase for phase in PHASES}
+TERMS: dict[str, Callable[[dict], torch.Tensor]] = {  # loss term -> its value from one batch's tensors
+    "recon": lambda b: L.reconstruction_loss(b["recon"], b["x"]),
+    "kl": lambda b: L.kl_divergence(b["mu"], b["logvar"], N_ELEMENTS),
+    "latent": lambda b: L.latent_distillation_loss(b["projector"](b["mu"]), b["t_mu"], b["temperature"]),
+    "output": lambda b: L.output_distillation_loss(b["recon"], b["t_recon"]),
+    "perceptual": lambda b: L.perceptual_loss(b["vgg"], b["recon"], b["x"]),
+}
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -118,52 +162,6 @@ def output_dir(ctx, cfg: dict[str, Any]) -> Path:
     return Path(ctx.run_dir) if getattr(ctx, "run_dir", None) else Path("checkpoints/tinyvae").resolve()
 
 
-def build_models(cfg: dict[str, Any]) -> tuple[TeacherVAE, MinimalVAE, LatentProjector]:
-    """Teacher, student and projector for ``cfg`` (initialised from ``cfg['seed']``)."""
-    torch.manual_seed(cfg.get("seed", 0))
-    teacher = TeacherVAE(cfg["teacher_latent_dim"])
-    student = MinimalVAE(cfg["student_latent_dim"], cfg.get("student_base_channels", 32))
-    return teacher, student, LatentProjector(student.latent_shape, cfg["teacher_latent_dim"])
-
-
-def _load_into(module: torch.nn.Module, state: Any, what: str, path: Path) -> None:
-    if not isinstance(state, dict):
-        raise UserError(f"{path.name}: no {what} in this checkpoint (not a TinyVAE distillation checkpoint)")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"{path.name}: {what} does not fit {type(module).__name__} with this config "
-                        f"({str(exc).splitlines()[0][:160]})") from None
-
-
-def load_checkpoint(path: Path) -> tuple[dict[str, Any], TeacherVAE, MinimalVAE, LatentProjector]:
-    """(config, teacher, student, projector) from a ``tinyvae_*.pth`` checkpoint; ``UserError`` if it is
-    not one (or holds models of other sizes than its config says)."""
-    path = Path(path)
-    ckpt = storage.torch_load(path)
-    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
-    if not isinstance(cfg, dict) or "student_state_dict" not in ckpt:
-        raise UserError(f"{path.name}: not a TinyVAE distillation checkpoint (no student_state_dict/config)")
-    cfg = validate_config({k: v for k, v in cfg.items() if k in DEFAULTS})
-    teacher, student, projector = build_models(cfg)
-    for module, key in ((teacher, "teacher_state_dict"), (student, "student_state_dict"),
-                        (projector, "projector_state_dict")):
-        _load_into(module, ckpt.get(key), key, path)
-    return cfg, teacher.eval(), student.eval(), projector.eval()
-
-
-class _Recorder:
-    """ctx.metric, plus ``history.jsonl`` in the output folder when not running as a job."""
-
-    def __init__(self, ctx, out_dir: Path):
-        self.ctx, self.file_dir = ctx, (None if getattr(ctx, "run_dir", None) else out_dir)
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        self.ctx.metric(record)
-        if self.file_dir is not None:
-            runs.append_history(self.file_dir, {"time": round(time.time(), 3), **record})
-
-
 def _batches(n: int, batch_size: int, order: torch.Tensor | None = None):
     idx = order if order is not None else torch.arange(n)
     for i in range(0, n, batch_size):
@@ -182,34 +180,28 @@ def teacher_targets(teacher: TeacherVAE, images: torch.Tensor, device: torch.dev
     return torch.cat(mus), torch.cat(recons)
 
 
-def compute_terms(phase: str, models: dict, x: torch.Tensor, t_mu: torch.Tensor | None, t_recon: torch.Tensor | None,
-                  vgg, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The loss terms of one batch for ``phase`` (teacher / distill / finetune), weighted total in ``loss``."""
-    if phase == "teacher":
-        recon, mu, logvar = models["teacher"](x)
-    else:
-        recon, mu, logvar = models["student"](x)
-    terms = {"recon": L.reconstruction_loss(recon, x), "kl": L.kl_divergence(mu, logvar, N_ELEMENTS)}
-    weights = {"recon": cfg["recon_weight"], "kl": cfg["kl_weight"]}
-    if phase == "distill":
-        terms["latent"] = L.latent_distillation_loss(models["projector"](mu), t_mu, cfg["temperature"])
-        terms["output"] = L.output_distillation_loss(recon, t_recon)
-        weights.update(latent=cfg["distill_latent_weight"], output=cfg["distill_recon_weight"])
-        if vgg is not None:
-            terms["perceptual"] = L.perceptual_loss(vgg, recon, x)
-            weights["perceptual"] = cfg["perceptual_weight"]
+def compute_terms(phase: str | Phase, models: dict, x: torch.Tensor, t_mu: torch.Tensor | None,
+                  t_recon: torch.Tensor | None, vgg, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch for ``phase`` (a ``Phase`` or its name), weighted total in ``loss``.
+    ``perceptual`` is left out when ``vgg`` is None (its weight is 0)."""
+    phase = PHASE_BY_NAME[phase] if isinstance(phase, str) else phase
+    recon, mu, logvar = models[phase.model](x)
+    inputs = {"x": x, "recon": recon, "mu": mu, "logvar": logvar, "t_mu": t_mu, "t_recon": t_recon, "vgg": vgg,
+              "projector": models["projector"], "temperature": cfg["temperature"]}
+    terms, weights = {}, {}
+    for name, weight_key in phase.terms:
+        if name == "perceptual" and vgg is None:
+            continue
+        terms[name] = TERMS[name](inputs)
+        weights[name] = cfg[weight_key]
     terms["loss"] = L.weighted_total(terms, weights)
     return terms
 
 
-def _checkpoint(models: dict, cfg: dict, **extra: Any) -> dict[str, Any]:
-    return {"student_state_dict": models["student"].state_dict(), "teacher_state_dict": models["teacher"].state_dict(),
-            "projector_state_dict": models["projector"].state_dict(), "config": dict(cfg), **extra}
-
-
 def run_vae_distillation(ctx, config: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-    """Run teacher pre-training, distillation and fine-tuning as configured; returns a summary dict
-    (output folder, best/last checkpoint paths, final validation numbers, report).
+    """Run the ``PHASES`` as configured; returns a summary dict (output folder, best/last checkpoint
+    paths, final validation number, training seconds). The report is not made here:
+    ``engine.evaluate.vae_report.distil_and_report`` is this plus the report.
 
     ``config`` and keyword ``options`` are merged (options win), so that it runs as a job with
     ``JobRunner.submit(run_vae_distillation, kind="vae", config=cfg, **cfg)`` (submit's own ``config``
@@ -221,7 +213,6 @@ def run_vae_distillation(ctx, config: dict[str, Any] | None = None, **options: A
     out = output_dir(ctx, cfg)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg["device"])
-    record = _Recorder(ctx, out)
     teacher, student, projector = build_models(cfg)
     models = {"teacher": teacher.to(device), "student": student.to(device), "projector": projector.to(device)}
     vgg = None
@@ -236,113 +227,134 @@ def run_vae_distillation(ctx, config: dict[str, Any] | None = None, **options: A
     train_x = train_x[:cfg["limit"]]
     ctx.log(f"data: {len(train_x)} training, {len(val_x)} validation images from {cfg['dataset']}; output {out}")
 
-    plan = {"teacher": cfg["teacher_epochs"], "distill": cfg["epochs"], "finetune": cfg["finetune_epochs"]}
+    plan = {phase.name: cfg[phase.epochs] for phase in PHASES}
     if cfg["teacher_checkpoint"]:
         path = Path(cfg["teacher_checkpoint"]).expanduser()
         ckpt = storage.torch_load(path)
-        _load_into(teacher, ckpt.get("teacher_state_dict") if isinstance(ckpt, dict) else None,
-                   "teacher_state_dict", path)
-        plan["teacher"] = 0
-    state = {"phase": 0, "epoch": 0, "best": float("inf"), "optimizer": None}
-    last_path = out / "tinyvae_last.pth"
+        load_into(teacher, ckpt.get("teacher_state_dict") if isinstance(ckpt, dict) else None,
+                  "teacher_state_dict", path)
+        plan.update({phase.name: 0 for phase in PHASES if "teacher" in phase.trains})
+    run = _Training(ctx, cfg, out, device, models, vgg, train_x, val_x, plan)
     if cfg["resume"]:
-        if not last_path.is_file():
-            raise UserError(f"resume: no {last_path.name} in {out}")
-        ckpt = storage.torch_load(last_path)
+        run.resume()
+    run.run()
+    best = out / "tinyvae_best.pth"
+    ctx.progress(1.0, "done")
+    return {"output_dir": str(out), "last": str(run.last_path), "val_select": run.val_select,
+            "best": str(best) if best.is_file() else None, "train_seconds": round(time.time() - t_start, 1)}
+
+
+class _Training:
+    """The state of one ``run_vae_distillation``: models, data, where it is (phase, epoch), best so far."""
+
+    def __init__(self, ctx, cfg: dict, out: Path, device, models: dict, vgg, train_x, val_x, plan: dict):
+        self.ctx, self.cfg, self.out, self.device, self.models, self.vgg = ctx, cfg, out, device, models, vgg
+        self.train_x, self.val_x, self.plan = train_x, val_x, plan
+        self.last_path = out / "tinyvae_last.pth"
+        self.history = None if getattr(ctx, "run_dir", None) else runs.RunRecorder(out)  # not a job: own file
+        self.start_phase, self.start_epoch, self.best, self.opt_state = 0, 0, float("inf"), None
+        self.val_select, self.targets = None, {}
+        self.steps = math.ceil(len(train_x) / cfg["batch_size"])
+        self.total, self.done = max(1, self.steps * sum(plan.values())), 0
+
+    def record(self, rec: dict) -> None:
+        self.ctx.metric(rec)
+        if self.history is not None:
+            self.history.metric(rec)
+
+    def resume(self) -> None:
+        """Continue after the phase and epoch of ``tinyvae_last.pth`` (same data, sizes and seed only)."""
+        cfg, path = self.cfg, self.last_path
+        if not path.is_file():
+            raise UserError(f"resume: no {path.name} in {self.out}")
+        ckpt = storage.torch_load(path)
         old = ckpt.get("config", {}) if isinstance(ckpt, dict) else {}
         for key in ("dataset", "teacher_latent_dim", "student_latent_dim", "student_base_channels", "seed", "limit"):
             if old.get(key) != cfg[key]:
                 raise UserError(f"resume: {key}={cfg[key]!r} differs from the checkpoint's {old.get(key)!r}")
-        for key in ("teacher", "student", "projector"):
-            _load_into(models[key], ckpt.get(f"{key}_state_dict"), f"{key}_state_dict", last_path)
-        state.update(phase=PHASES.index(ckpt["phase"]), epoch=int(ckpt["epoch"]), best=float(ckpt["best"]),
-                     optimizer=ckpt.get("optimizer_state_dict"))
-        ctx.log(f"resuming after {ckpt['phase']} epoch {state['epoch']}")
+        for key in MODEL_KEYS:
+            load_into(self.models[key], ckpt.get(f"{key}_state_dict"), f"{key}_state_dict", path)
+        self.start_phase = [phase.name for phase in PHASES].index(ckpt["phase"])
+        self.start_epoch, self.best = int(ckpt["epoch"]), float(ckpt["best"])
+        self.opt_state = ckpt.get("optimizer_state_dict")
+        self.ctx.log(f"resuming after {ckpt['phase']} epoch {self.start_epoch}")
 
-    grid_x = val_x[:GRID_IMAGES]
-    n_batches = {p: plan[p] * math.ceil(len(train_x) / cfg["batch_size"]) for p in PHASES}
-    total_batches, done_batches = max(1, sum(n_batches.values())), 0
-    cache: dict[str, Any] = {}
-    val_select = None
-    for p_idx, phase in enumerate(PHASES):
-        if plan[phase] == 0 or p_idx < state["phase"]:
-            done_batches += n_batches[phase]
-            continue
-        first_epoch = state["epoch"] + 1 if p_idx == state["phase"] else 1
-        if phase == "teacher":
-            params, lr = list(teacher.parameters()), cfg["learning_rate"]
-        elif phase == "distill":
-            params, lr = list(student.parameters()) + list(projector.parameters()), cfg["learning_rate"]
-        else:
-            params, lr = list(student.parameters()), cfg["learning_rate"] * cfg["finetune_lr_scale"]
-        opt = torch.optim.Adam(params, lr=lr)
-        if p_idx == state["phase"] and state["optimizer"] is not None and first_epoch > 1:
-            opt.load_state_dict(state["optimizer"])
-        if phase == "distill" and "train" not in cache:
-            cache["train"], cache["val"] = teacher_targets(teacher, train_x, device), teacher_targets(teacher, val_x, device)
-        done_batches += (first_epoch - 1) * math.ceil(len(train_x) / cfg["batch_size"])
-        for epoch in range(first_epoch, plan[phase] + 1):
-            t_epoch = time.time()
-            torch.manual_seed(cfg["seed"] * 1_000_003 + p_idx * 10_007 + epoch)
-            for m in models.values():
-                m.train()
-            teacher.train(phase == "teacher")
-            sums: dict[str, float] = {}
-            order = data.epoch_order(len(train_x), cfg["seed"], epoch, p_idx)
-            for step, idx in enumerate(_batches(len(train_x), cfg["batch_size"], order), start=1):
-                ctx.check_cancelled()
-                t_batch = time.time()
-                x = train_x[idx].to(device)
-                t_mu, t_rec = ((cache["train"][0][idx].to(device), cache["train"][1][idx].to(device))
-                               if phase == "distill" else (None, None))
-                terms = compute_terms(phase, models, x, t_mu, t_rec, vgg, cfg)
-                opt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                opt.step()
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                if not math.isfinite(values["loss"]):
-                    raise UserError(f"training diverged: {phase} epoch {epoch} step {step}: loss is {values['loss']}; "
-                                    f"lower learning_rate (now {lr:g})")
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(idx)
-                record({"kind": "batch", "phase": phase, "epoch": epoch, "step": step, **values, "lr": lr,
-                        "seconds": round(time.time() - t_batch, 4)})
-                done_batches += 1
-                ctx.progress(0.95 * done_batches / total_batches,
-                             f"{phase} epoch {epoch}/{plan[phase]} step {step} loss {values['loss']:.4f}")
-            val = evaluate_terms(phase, models, val_x, cache.get("val"), vgg, cfg, device)
-            rec = {"kind": "epoch", "phase": phase, "epoch": epoch,
-                   **{f"train_{k}": v / len(train_x) for k, v in sums.items()},
-                   **{f"val_{k}": v for k, v in val.items()}, "lr": lr, "seconds": round(time.time() - t_epoch, 3)}
-            extra = {"phase": phase, "epoch": epoch, "best": state["best"], "optimizer_state_dict": opt.state_dict()}
-            if phase != "teacher":
-                val_select = val["select"]
-                if val_select < state["best"]:
-                    state["best"] = extra["best"] = val_select
-                    storage.torch_save(out / "tinyvae_best.pth", _checkpoint(models, cfg, phase=phase, epoch=epoch,
-                                                                            val_select=val_select))
-                    rec["best"] = True
-            storage.torch_save(last_path, _checkpoint(models, cfg, **extra))
-            if epoch % cfg["checkpoint_every"] == 0:
-                storage.torch_save(out / f"tinyvae_{phase}_epoch_{epoch:03d}.pth",
-                                   _checkpoint(models, cfg, phase=phase, epoch=epoch))
-            record(rec)
-            save_grid(out / "recon_grid.png", models, grid_x, device)
-            ctx.log(f"{phase} epoch {epoch}/{plan[phase]}: train {rec['train_loss']:.4f} val {val['loss']:.4f} "
-                    f"({rec['seconds']:.0f}s)")
-        if phase == "teacher":
-            storage.torch_save(out / "teacher.pth", {"teacher_state_dict": teacher.state_dict(), "config": dict(cfg)})
+    def run(self) -> None:
+        for p_idx, phase in enumerate(PHASES):
+            epochs = self.plan[phase.name]
+            if epochs == 0 or p_idx < self.start_phase:
+                self.done += epochs * self.steps
+                continue
+            first = self.start_epoch + 1 if p_idx == self.start_phase else 1
+            lr = self.cfg["learning_rate"] * (self.cfg[phase.lr_scale] if phase.lr_scale else 1.0)
+            opt = torch.optim.Adam([p for key in phase.trains for p in self.models[key].parameters()], lr=lr)
+            if p_idx == self.start_phase and self.opt_state is not None and first > 1:
+                opt.load_state_dict(self.opt_state)
+            if phase.needs_targets and "train" not in self.targets:
+                teacher = self.models["teacher"]
+                self.targets["train"] = teacher_targets(teacher, self.train_x, self.device)
+                self.targets["val"] = teacher_targets(teacher, self.val_x, self.device)
+            self.done += (first - 1) * self.steps
+            for epoch in range(first, epochs + 1):
+                self.epoch(p_idx, phase, epoch, opt, lr)
+            if phase.model == "teacher":
+                storage.torch_save(self.out / "teacher.pth",
+                                   {"teacher_state_dict": self.models["teacher"].state_dict(), "config": dict(self.cfg)})
 
-    result: dict[str, Any] = {"output_dir": str(out), "last": str(last_path), "val_select": val_select,
-                              "best": str(out / "tinyvae_best.pth") if (out / "tinyvae_best.pth").is_file() else None,
-                              "train_seconds": round(time.time() - t_start, 1)}
-    if cfg["report"] and result["best"]:
-        ctx.progress(0.96, "report: held-out metrics, ONNX export and timings")
-        folders = [out] + ([Path(ctx.run_dir)] if getattr(ctx, "run_dir", None) and Path(ctx.run_dir) != out else [])
-        result["report"] = vae_report.build_report(ctx, Path(result["best"]), eval_limit=cfg["eval_limit"],
-                                                   out_dirs=folders)
-    ctx.progress(1.0, "done")
-    return result
+    def epoch(self, p_idx: int, phase: Phase, epoch: int, opt, lr: float) -> None:
+        cfg, models, device, ctx = self.cfg, self.models, self.device, self.ctx
+        t_epoch = time.time()
+        torch.manual_seed(cfg["seed"] * 1_000_003 + p_idx * 10_007 + epoch)
+        for m in models.values():
+            m.train()
+        models["teacher"].train(phase.model == "teacher")
+        sums: dict[str, float] = {}
+        order = data.epoch_order(len(self.train_x), cfg["seed"], epoch, p_idx)
+        for step, idx in enumerate(_batches(len(self.train_x), cfg["batch_size"], order), start=1):
+            ctx.check_cancelled()
+            t_batch = time.time()
+            x = self.train_x[idx].to(device)
+            t_mu, t_rec = ((self.targets["train"][0][idx].to(device), self.targets["train"][1][idx].to(device))
+                           if phase.needs_targets else (None, None))
+            terms = compute_terms(phase, models, x, t_mu, t_rec, self.vgg, cfg)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            opt.step()
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            if not math.isfinite(values["loss"]):
+                raise UserError(f"training diverged: {phase.name} epoch {epoch} step {step}: loss is "
+                                f"{values['loss']}; lower learning_rate (now {lr:g})")
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            self.record({"scope": "batch", "phase": phase.name, "epoch": epoch, "step": step, **values, "lr": lr,
+                         "seconds": round(time.time() - t_batch, 4)})
+            self.done += 1
+            ctx.progress(self.done / self.total, f"{phase.name} epoch {epoch}/{self.plan[phase.name]} step {step} "
+                                                 f"loss {values['loss']:.4f}")
+        val = evaluate_terms(phase, models, self.val_x, self.targets.get("val"), self.vgg, cfg, device)
+        rec = {"scope": "epoch", "phase": phase.name, "epoch": epoch,
+               **{f"train_{k}": v / len(self.train_x) for k, v in sums.items()},
+               **{f"val_{k}": v for k, v in val.items()}, "lr": lr, "seconds": round(time.time() - t_epoch, 3)}
+        extra = {"phase": phase.name, "epoch": epoch, "best": self.best, "optimizer_state_dict": opt.state_dict()}
+        if phase.model == "student":  # best = lowest student validation select, whichever phase
+            self.val_select = val["select"]
+            if self.val_select < self.best:
+                self.best = extra["best"] = self.val_select
+                storage.torch_save(self.out / "tinyvae_best.pth", checkpoint_dict(
+                    models, cfg, phase=phase.name, epoch=epoch, val_select=self.val_select))
+                rec["best"] = True
+        storage.torch_save(self.last_path, checkpoint_dict(models, cfg, **extra))
+        if epoch % cfg["checkpoint_every"] == 0:
+            storage.torch_save(self.out / f"tinyvae_{phase.name}_epoch_{epoch:03d}.pth",
+                               checkpoint_dict(models, cfg, phase=phase.name, epoch=epoch))
+        self.record(rec)
+        save_grid(self.out / "recon_grid.png", models, self.grid_x, device)
+        ctx.log(f"{phase.name} epoch {epoch}/{self.plan[phase.name]}: train {rec['train_loss']:.4f} "
+                f"val {val['loss']:.4f} ({rec['seconds']:.0f}s)")
+
+    @property
+    def grid_x(self) -> torch.Tensor:
+        return self.val_x[:GRID_IMAGES]
 
 
 @torch.no_grad()
@@ -370,4 +382,4 @@ def save_grid(path: Path, models: dict, x: torch.Tensor, device) -> Path:
         m.eval()
     x = x.to(device)
     rows = [x, models["teacher"].decode(models["teacher"].encode(x)), models["student"].decode(models["student"].encode(x))]
-    return storage.write_bytes(path, vae_report.grid_png(rows))
+    return storage.write_bytes(path, data.grid_png(rows))

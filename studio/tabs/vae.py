@@ -8,8 +8,7 @@ import gradio as gr
 
 from engine import runs
 from engine.config import UserError, confine
-from engine.evaluate.vae_report import format_markdown
-from engine.train.vae import run_vae_distillation
+from engine.evaluate.vae_report import distil_and_report, format_markdown
 from studio.components import error_text, is_finished, progress_html
 from studio.context import Studio
 from studio.plots import history_figure
@@ -23,7 +22,7 @@ def live_view(studio: Studio, run_id: str | None):
     if not run_id:
         return history_figure([], title="loss terms per batch"), None
     path = runs.run_dir(run_id, studio.runs_root)
-    batches = [r for r in runs.read_history(path) if r.get("kind") == "batch"]
+    batches = [r for r in runs.read_history(path) if r.get("scope") == "batch"]
     for i, r in enumerate(batches):
         r["batch"] = i
     grid = path / "recon_grid.png"
@@ -80,7 +79,7 @@ def build(studio: Studio) -> None:
                    "recon_weight": float(wr), "kl_weight": float(wk), "distill_latent_weight": float(wl),
                    "distill_recon_weight": float(wo), "perceptual_weight": float(wp), "temperature": float(t),
                    "seed": int(sd), "eval_limit": int(n_report) or None}
-            job_id = studio.runner.submit(run_vae_distillation, kind=KIND, config=cfg)
+            job_id = studio.runner.submit(distil_and_report, kind=KIND, config=cfg)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False), gr.update()
         return job_id, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
