@@ -1,18 +1,17 @@
 """Background job runner: every long task (cache build, training, export, sample build) runs here.
 
-A job is a plain function ``fn(ctx, **kwargs)``. It reports through its ``JobContext``:
-
-    ctx.progress(fraction, message)   0..1, shown as a progress bar
-    ctx.log(text)                     appended to the log tail (and the run's log.txt)
-    ctx.metric({...})                 one history record (and one line of the run's history.jsonl)
-    ctx.cancelled()                   True once cancel was asked: return at the next step
-    ctx.check_cancelled()             raises ``JobCancelled`` instead
-    ctx.run_dir                       the run folder (``None`` for jobs submitted without a run)
+A job is a plain function ``fn(ctx, **kwargs)``. It reports through its ``JobContext``, this runner's
+implementation of ``engine.progress.Context``: progress and message for the bar, log lines into the
+log tail, metric records into the snapshot's ``metrics``, and — for a job with a run folder — the same
+into ``runs/<id>/`` through one ``engine.runs.RunRecorder`` (which also writes the status lifecycle:
+queued → running → succeeded / failed / cancelled). ``ctx.run_dir`` is ``None`` for jobs submitted
+without a run.
 
 Lanes: each device lane (``cpu``, ``cuda``) has one worker thread, so one heavy job runs per lane at
 a time and the others wait in submission order. A job that raises is marked ``failed`` with its
 message and traceback; the worker carries on with the next job. Engine functions that can run as a
-job take ``ctx`` as their first argument and accept ``NULL_CONTEXT`` when called directly.
+job take ``ctx`` as their first argument and accept ``NULL_CONTEXT`` (``engine.progress``) when called
+directly.
 """
 from __future__ import annotations
 
@@ -27,17 +26,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine import runs
+from engine.progress import NULL_CONTEXT, Context, JobCancelled  # noqa: F401 - re-exported: the job API
 
 LANES = ("cpu", "cuda")
 LOG_TAIL = 500
 
 
-class JobCancelled(Exception):
-    """Raised by ``ctx.check_cancelled()``; the runner records the job as cancelled, not failed."""
-
-
 class JobContext:
-    """What a running job sees. Thread-safe; cheap to call every step."""
+    """What a running job sees (an ``engine.progress.Context``). Thread-safe; cheap to call every step."""
 
     def __init__(self, job: "Job | None" = None):
         self._job = job
@@ -70,9 +66,6 @@ class JobContext:
             raise JobCancelled("cancelled by the user")
 
 
-NULL_CONTEXT = JobContext(None)  # for engine functions called outside the runner
-
-
 @dataclass
 class Job:
     id: str
@@ -82,6 +75,7 @@ class Job:
     fn: Callable[..., Any]
     kwargs: dict[str, Any]
     run_dir: Path | None
+    recorder: runs.RunRecorder | None = None  # the run folder's writer; None without a run
     state: str = "queued"
     progress: float = 0.0
     message: str = "queued"
@@ -96,7 +90,6 @@ class Job:
     _cancel: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _done: threading.Event = field(default_factory=threading.Event)
-    _last_status_write: float = 0.0
 
     # -- called from the job's thread through JobContext -------------------------------------
     def _set_progress(self, fraction: float, message: str) -> None:
@@ -104,24 +97,23 @@ class Job:
             self.progress = min(max(float(fraction), 0.0), 1.0)
             if message:
                 self.message = message
-        now = time.monotonic()
-        if self.run_dir and now - self._last_status_write > 0.5:  # throttle disk writes
-            self._last_status_write = now
-            runs.write_status(self.run_dir, progress=self.progress, message=self.message)
+            fraction, message = self.progress, self.message
+        if self.recorder:
+            self.recorder.progress(fraction, message)  # throttled there
 
     def _log(self, text: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        line = runs.timestamped(text)
         with self._lock:
             self.logs.append(line)
-        if self.run_dir:
-            runs.append_log(self.run_dir, line)
+        if self.recorder:
+            self.recorder.log(line, stamped=True)
 
     def _metric(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 3), **record}
         with self._lock:
             self.metrics.append(record)
-        if self.run_dir:
-            runs.append_history(self.run_dir, record)
+        if self.recorder:
+            self.recorder.metric(record, stamped=True)
 
     # -- readers -----------------------------------------------------------------------------
     def snapshot(self, metrics_since: int = 0) -> dict[str, Any]:
@@ -166,8 +158,7 @@ class JobRunner:
         if existing_run is not None:
             run_dir = Path(existing_run)
             job_id = run_dir.name
-            runs.write_status(run_dir, state="queued", message="queued (resume)", pid=_pid(), finished=None,
-                              error=None)
+            runs.RunRecorder(run_dir).reopen("queued", "queued (resume)")
         elif with_run:
             if run_config is None:
                 only_config = set(kwargs) == {"config"} and isinstance(kwargs["config"], dict)
@@ -177,7 +168,8 @@ class JobRunner:
             job_id = run_dir.name
         else:
             job_id = f"{kind}-{next(self._counter)}-{int(time.time())}"
-        job = Job(id=job_id, name=name or kind, kind=kind, lane=lane, fn=fn, kwargs=kwargs, run_dir=run_dir)
+        job = Job(id=job_id, name=name or kind, kind=kind, lane=lane, fn=fn, kwargs=kwargs, run_dir=run_dir,
+                  recorder=runs.RunRecorder(run_dir) if run_dir else None)
         with self._lock:
             if job_id in self._jobs and self._jobs[job_id].state in runs.ACTIVE_STATES:
                 raise ValueError(f"job {job_id} is already queued or running")
@@ -208,8 +200,8 @@ class JobRunner:
             return
         with job._lock:
             job.state, job.started, job.message = "running", time.time(), "running"
-        if job.run_dir:
-            runs.write_status(job.run_dir, state="running", started=job.started, message="running", pid=_pid())
+        if job.recorder:
+            job.recorder.start(started=job.started)
         try:
             job.result = job.fn(JobContext(job), **job.kwargs)
         except JobCancelled:
@@ -219,8 +211,8 @@ class JobRunner:
             with job._lock:
                 job.error, job.traceback = msg, traceback.format_exc()
             _best_effort(job, job._log, f"error: {msg}")  # the disk may be full: still finish the job
-            if job.run_dir:
-                _best_effort(job, runs.append_log, job.run_dir, job.traceback)
+            if job.recorder:
+                _best_effort(job, job.recorder.log, job.traceback, stamped=True)
             self._finish(job, "failed", msg)
         else:
             if job._cancel.is_set():
@@ -233,9 +225,9 @@ class JobRunner:
             job.state, job.message, job.finished = state, message, time.time()
             if progress is not None:
                 job.progress = progress
-        if job.run_dir:
-            _best_effort(job, runs.write_status, job.run_dir, state=state, message=message, finished=job.finished,
-                         progress=job.progress, error=job.error)
+        if job.recorder:
+            _best_effort(job, job.recorder.finish, state, message, finished=job.finished, progress=job.progress,
+                         error=job.error)
         job._done.set()
 
     # -- controlling and reading -------------------------------------------------------------
@@ -279,12 +271,6 @@ def _best_effort(job: Job, fn: Callable[..., Any], *args: Any, **kwargs: Any) ->
     except Exception as exc:  # noqa: BLE001 - OSError, DiskFull: the job's state in memory stays right
         with job._lock:
             job.logs.append(f"[{time.strftime('%H:%M:%S')}] could not write to the run folder: {exc}")
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,9 @@
 
 A run whose status says queued/running but whose process is gone (the studio was killed or
 restarted) is reported as ``interrupted``; nothing is rewritten until the run is resumed.
+
+``RunRecorder`` is the one writer of a running job's status / history / log: the job runner
+(``engine.jobs``) and the foreground CLI (``engine.cli.CliProgress`` with a run folder) both use it.
 """
 from __future__ import annotations
 
@@ -72,6 +75,60 @@ def append_log(path: Path, line: str) -> None:
     """Append one line to ``log.txt``."""
     with open(Path(path) / "log.txt", "a", encoding="utf-8") as f:
         f.write(line.rstrip("\n") + "\n")
+
+
+def timestamped(text: str) -> str:
+    """A log line as the run's log.txt holds it: ``[HH:MM:SS] text``."""
+    return f"[{time.strftime('%H:%M:%S')}] {text}"
+
+
+class RunRecorder:
+    """What a running job writes into its run folder, and when: the status lifecycle (``start`` →
+    ``progress``… → ``finish``), one ``history.jsonl`` line per ``metric`` (stamped with ``time``) and one
+    ``log.txt`` line per ``log`` (stamped ``[HH:MM:SS]``). Progress rewrites ``status.json`` at most every
+    ``STATUS_INTERVAL`` seconds (and always at 100 %)."""
+
+    STATUS_INTERVAL = 0.5
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._last_status = 0.0
+
+    def reopen(self, state: str, message: str) -> dict[str, Any]:
+        """A finished run taken up again (resume): ``state`` with this process as its owner, no end, no error."""
+        return write_status(self.path, state=state, message=message, pid=os.getpid(), finished=None, error=None)
+
+    def start(self, message: str = "running", started: float | None = None) -> dict[str, Any]:
+        """The job begins: ``running`` since ``started`` (default now), owned by this process."""
+        return write_status(self.path, state="running", started=started or time.time(), message=message,
+                            pid=os.getpid(), finished=None, error=None)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last_status > self.STATUS_INTERVAL or fraction >= 1.0:
+            self._last_status = now
+            fields: dict[str, Any] = {"progress": min(max(float(fraction), 0.0), 1.0)}
+            if message:
+                fields["message"] = message
+            write_status(self.path, **fields)
+
+    def log(self, text: str, stamped: bool = False) -> str:
+        """Append ``text`` (stamped unless ``stamped`` says it already is) to log.txt; returns the line."""
+        line = text if stamped else timestamped(text)
+        append_log(self.path, line)
+        return line
+
+    def metric(self, record: dict[str, Any], stamped: bool = False) -> dict[str, Any]:
+        """Append ``{"time": now, **record}`` (``record`` as it is when ``stamped``) to history.jsonl; returns it."""
+        record = record if stamped else {"time": round(time.time(), 3), **record}
+        append_history(self.path, record)
+        return record
+
+    def finish(self, state: str, message: str, **fields: Any) -> dict[str, Any]:
+        """The job ended in ``state`` (a ``FINAL_STATES`` one); ``fields``: ``progress``, ``error``,
+        ``finished`` (default now), …"""
+        fields.setdefault("finished", time.time())
+        return write_status(self.path, state=state, message=message, **fields)
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

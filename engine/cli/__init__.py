@@ -48,15 +48,25 @@ _bar_open = False  # a progress bar is drawn on stderr without its newline yet
 
 
 class CliProgress:
-    """A ``JobContext``-compatible reporter for running engine jobs in the foreground of a terminal."""
+    """An ``engine.progress.Context`` for engine jobs run in the foreground of a terminal: a progress bar
+    and log lines on stderr (none when ``quiet``). With ``run_dir`` (and ``write``) the run folder is
+    kept too, by the same ``engine.runs.RunRecorder`` the job runner uses: ``status.json`` progress,
+    ``history.jsonl``, ``log.txt``; ``recorder`` then drives the status lifecycle (start / finish)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, run_dir=None, write: bool = True):
+        from pathlib import Path
+
+        from engine.runs import RunRecorder
+
         self.quiet = quiet
         self._last = 0.0
-        self.run_dir = None
-        self.job_id = None
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.job_id = self.run_dir.name if self.run_dir else None
+        self.recorder = RunRecorder(self.run_dir) if self.run_dir and write else None
 
     def progress(self, fraction: float, message: str = "") -> None:
+        if self.recorder:
+            self.recorder.progress(fraction, message)
         now = time.monotonic()
         if self.quiet or (now - self._last < 0.5 and fraction < 1.0):
             return
@@ -69,12 +79,15 @@ class CliProgress:
 
     def log(self, text: str) -> None:
         global _bar_open
+        if self.recorder:
+            self.recorder.log(text)
         if not self.quiet:
             print(f"\n{text}", file=sys.stderr)
             _bar_open = False
 
     def metric(self, record: dict) -> None:
-        pass
+        if self.recorder:
+            self.recorder.metric(record)
 
     def cancelled(self) -> bool:
         return False

@@ -6,8 +6,10 @@
 
 ``train`` creates a run folder (``engine.runs.create_run``, kind ``train3d``) and trains with a
 ``RunContext``: progress bar on stderr, ``history.jsonl`` / ``log.txt`` / ``status.json`` in the run
-folder. Flags override ``--config``. ``--resume RUN_ID`` continues that run from ``checkpoints/last.pt``
-with its saved config (``--epochs`` may raise the epoch count). Under ``torchrun --nproc-per-node N
+folder, the status lifecycle (running → succeeded / failed / cancelled) by the same
+``engine.runs.RunRecorder`` the job runner uses. Flags override ``--config``. ``--resume RUN_ID``
+continues that run from ``checkpoints/last.pt`` with its saved config (``--epochs`` may raise the epoch
+count). Under ``torchrun --nproc-per-node N
 -m engine train ...`` every rank trains (DDP); rank 0 creates the run folder and is the only writer
 (the other ranks need the folder only to read ``last.pt`` when resuming).
 """
@@ -17,53 +19,20 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
+
+from engine.cli import CliProgress
 
 KIND = "train3d"
 
 
-class RunContext:
-    """A ``JobContext``-compatible context for a foreground run: ``CliProgress`` on the terminal plus
-    the run folder's ``history.jsonl`` (each record gets a ``time``), ``log.txt`` and ``status.json``
-    progress (throttled to every 0.5 s). ``run_dir`` may be None (nothing written)."""
+class RunContext(CliProgress):
+    """``CliProgress`` with the run folder first: the terminal plus ``run_dir``'s status / history / log,
+    written by ``engine.runs.RunRecorder`` as in the job runner. ``run_dir`` may be None (nothing written);
+    ``write=False`` (DDP ranks > 0) keeps the folder to read only."""
 
     def __init__(self, run_dir: Path | None, quiet: bool = False, write: bool = True):
-        from engine.cli import CliProgress
-
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.job_id = self.run_dir.name if self.run_dir else None
-        self._bar = CliProgress(quiet=quiet)
-        self._write = write and self.run_dir is not None
-        self._last_status = 0.0
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        from engine import runs
-
-        self._bar.progress(fraction, message)
-        now = time.monotonic()
-        if self._write and (now - self._last_status > 0.5 or fraction >= 1.0):
-            self._last_status = now
-            runs.write_status(self.run_dir, progress=min(max(float(fraction), 0.0), 1.0), message=message)
-
-    def log(self, text: str) -> None:
-        from engine import runs
-
-        self._bar.log(text)
-        if self._write:
-            runs.append_log(self.run_dir, f"[{time.strftime('%H:%M:%S')}] {text}")
-
-    def metric(self, record: dict) -> None:
-        from engine import runs
-
-        if self._write:
-            runs.append_history(self.run_dir, {"time": round(time.time(), 3), **record})
-
-    def cancelled(self) -> bool:
-        return False
-
-    def check_cancelled(self) -> None:
-        return None
+        super().__init__(quiet=quiet, run_dir=run_dir, write=write)
 
 
 def _config_from_args(args: argparse.Namespace) -> dict:
@@ -104,31 +73,31 @@ def _train(args: argparse.Namespace) -> int:
         cfg = validate_config(cfg)
         if rank == 0:
             storage.write_json(run_dir / "config.json", {"kind": KIND, **{k: v for k, v in cfg.items() if k != "resume"}})
-            runs.write_status(run_dir, state="running", message="resuming", pid=os.getpid(), finished=None, error=None)
     else:
         cfg = validate_config(_config_from_args(args))
         run_dir = None  # ranks > 0 of a new DDP run write nothing and need no folder
         if rank == 0:
             run_dir = runs.create_run(KIND, {k: v for k, v in cfg.items() if k != "resume"}, root=root,
                                       run_id=args.run_id)
-            runs.write_status(run_dir, state="running", started=time.time(), message="running", pid=os.getpid())
     ctx = RunContext(run_dir, quiet=args.quiet or rank != 0, write=rank == 0)
+    recorder = ctx.recorder  # rank 0 only: the run's status lifecycle, as the job runner writes it
+    if recorder:
+        recorder.start("resuming" if args.resume else "running")
     if rank == 0 and not args.quiet:
         print(f"run {run_dir.name} in {run_dir.parent}", file=sys.stderr)
     try:
         result = train_student(ctx, cfg)
     except KeyboardInterrupt:
-        if rank == 0:
-            runs.write_status(run_dir, state="cancelled", message="interrupted (Ctrl-C); resume with --resume",
-                              finished=time.time())
+        if recorder:
+            recorder.finish("cancelled", "interrupted (Ctrl-C); resume with --resume")
         raise
     except BaseException as exc:
-        if rank == 0:
+        if recorder:
             msg = str(exc).strip() or type(exc).__name__
-            runs.write_status(run_dir, state="failed", message=msg, error=msg, finished=time.time())
+            recorder.finish("failed", msg, error=msg)
         raise
-    if rank == 0:
-        runs.write_status(run_dir, state="succeeded", message="done", progress=1.0, finished=time.time())
+    if recorder:
+        recorder.finish("succeeded", "done", progress=1.0)
         best = result["best_val"]
         print(f"run      {run_dir.name}\nepochs   {result['last_epoch']}/{result['epochs']}  "
               f"({result['train']} train, {result['val']} val shoes{', baseline' if result['baseline'] else ''})\n"

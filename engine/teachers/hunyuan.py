@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import UserError
 from engine.teachers.base import (TeacherFailed, TeacherResult, TeacherSettings, TeacherUnavailable,
                                   check_views, finish_result)
 
@@ -96,14 +97,16 @@ def make_teacher(model: str = "2mv") -> "HunyuanTeacher":
 
 
 def resolve_device(device: str):
-    """``(torch.device, dtype)``: auto = CUDA if available; float16 on CUDA, float32 on CPU."""
+    """``(torch.device, dtype)``: the device by ``engine.devices.resolve_device`` (auto = CUDA if available;
+    CUDA asked for and absent → ``TeacherUnavailable``); float16 on CUDA, float32 on CPU."""
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TeacherUnavailable(f"device {device!r} asked for, but no CUDA GPU is available here")
-    dev = torch.device(device)
+    from engine.devices import resolve_device as device_of
+
+    try:
+        dev = device_of(device)
+    except UserError as exc:
+        raise TeacherUnavailable(str(exc)) from None
     return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
 
 
