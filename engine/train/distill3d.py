@@ -18,10 +18,9 @@ when there is no val split), ``epoch_NNNN.pt`` every ``checkpoint_every`` epochs
 student_config, train_config, state_dict, optimizer, epoch, best_val, best_epoch, split}`` (plain data
 only).
 
-As a background job: ``JobRunner.submit(functools.partial(train_student, config=cfg), kind="train3d",
-config=cfg)`` (``submit`` keeps its own ``config`` keyword for ``config.json``, so the training config
-is bound with ``partial``); resume a run with ``submit(partial(train_student, config={**cfg, "resume":
-True}), kind="train3d", run_dir=run_dir)``.
+As a background job: ``JobRunner.submit(train_student, kind="train3d", config=cfg)`` (the ``config``
+keyword is both the job's argument and the run's ``config.json``); resume a run with
+``submit(train_student, kind="train3d", existing_run=run_dir, config={**cfg, "resume": True})``.
 
 Determinism: the model is initialised from ``seed``; the shuffle of epoch e is
 ``DistributedSampler(seed).set_epoch(e)``; the points of step s come from a generator seeded by
@@ -49,7 +48,9 @@ import torch
 
 from engine import runs, storage
 from engine.config import UserError
+from engine.devices import resolve_device
 from engine.jobs import NULL_CONTEXT, JobCancelled
+from engine.progress import Silent
 from engine.students.mesh_student import KIND, MeshStudent, StudentConfig
 from engine.train.distill_config import resume_mismatch, validate_config
 from engine.train.distill_loss import total_loss
@@ -103,16 +104,6 @@ def load_student(path: Path, device="cpu") -> tuple[MeshStudent, dict]:
 def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
     """Seed of the point sampling of one step: distinct per (seed, epoch, step, rank), < 2**63."""
     return (int(seed) * 1_000_003 + epoch * 100_003 + step * 1_009 + rank * 7) % (2**63)
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r}: CUDA is not available here")
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
 
 
 def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
@@ -191,29 +182,6 @@ def _truncate_history(run_dir: Path, epoch: int) -> None:
     storage.write_text(Path(run_dir) / "history.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in kept))
 
 
-class _Silent:
-    """A context for ranks > 0: no logs, progress or metrics; cancellation still passes through."""
-
-    def __init__(self, ctx):
-        self._ctx = ctx
-        self.run_dir = ctx.run_dir  # read (resume), never written
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        pass
-
-    def log(self, text: str) -> None:
-        pass
-
-    def metric(self, record: dict) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return self._ctx.cancelled()
-
-    def check_cancelled(self) -> None:
-        self._ctx.check_cancelled()
-
-
 # -- training ---------------------------------------------------------------------------------------
 def train_student(ctx, config: dict) -> dict:
     """Train the mesh student (see the module docstring); returns a summary dict:
@@ -222,13 +190,13 @@ def train_student(ctx, config: dict) -> dict:
     ctx = ctx or NULL_CONTEXT
     cfg = validate_config(config)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg["device"], local_rank)
+    device = resolve_device(cfg["device"], local_rank)
     rank, world, owned = _init_distributed(device)
     threads = torch.get_num_threads()
     if device.type == "cpu" and cfg["threads"]:
         torch.set_num_threads(cfg["threads"])  # process-wide (torch has no per-thread setting); restored below
     try:
-        return _train(ctx if rank == 0 else _Silent(ctx), cfg, device, rank, world)
+        return _train(ctx if rank == 0 else Silent(ctx), cfg, device, rank, world)  # ranks > 0 write nothing
     finally:
         torch.set_num_threads(threads)
         if owned:
