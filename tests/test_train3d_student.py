@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from engine.export import export_onnx, ort_session, parity
+from engine.export.mesh_onnx import NeighbourSum, neighbour_tables
 from engine.geometry import camera
 from engine.geometry.mesh import icosphere
-from engine.students.mesh_onnx import NeighbourSum
 from engine.students.mesh_student import (MeshGraph, MeshStudent, StudentConfig, count_parameters,
                                           unpool_pairs, view_projection)
 
@@ -57,7 +57,8 @@ def test_one_matmul_projects_into_every_view_as_the_camera_module_does():
 
 def test_sparse_neighbour_mean_and_the_onnx_paths_tables_match_the_dense_mean():
     parents = unpool_pairs(1)[42:]  # (120, 2): level 2 as the subdivision of level 1
-    for graph in (MeshGraph(2).double(), MeshGraph(2, parents=parents).double()):
+    for tables in (neighbour_tables(MeshGraph(2)), neighbour_tables(MeshGraph(2), parents=parents)):
+        graph = MeshGraph(2).double()
         v = graph.template.shape[0]
         g = torch.Generator().manual_seed(1)
         base = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
@@ -67,17 +68,17 @@ def test_sparse_neighbour_mean_and_the_onnx_paths_tables_match_the_dense_mean():
         assert torch.allclose(dense.sum(1), torch.ones(v, dtype=torch.float64))
         want = base + torch.einsum("uv,vbc->ubc", dense, h)
         torch.testing.assert_close(graph.add_mean(base, h), want)
-        torch.testing.assert_close(base + graph.onnx(h), want)  # the export path's edge tables, run eagerly
+        torch.testing.assert_close(base + tables(h), want)  # the export form's edge tables, run eagerly
     assert torch.autograd.gradcheck(graph.add_mean, (base, h))
-    coarse = MeshGraph(1, edges=parents)  # level 1's tables are the ones level 2 uses: stored once in ONNX
-    assert graph.onnx.kept == 42 and torch.equal(coarse.onnx.ends, graph.onnx.ends)
-    assert all(torch.equal(getattr(coarse.onnx, f"ring{k}"), getattr(graph.onnx, f"ring{k}")) for k in range(2))
-    assert [d for _, _, d in graph.onnx.runs] == [5, 6] and graph.onnx.ends.shape == graph.onnx.wings.shape == (240,)
+    coarse = neighbour_tables(MeshGraph(1), edges=parents)  # level 1's tables are the ones level 2 uses: stored once
+    assert tables.kept == 42 and torch.equal(coarse.ends, tables.ends)
+    assert all(torch.equal(getattr(coarse, f"ring{k}"), getattr(tables, f"ring{k}")) for k in range(2))
+    assert [d for _, _, d in tables.runs] == [5, 6] and tables.ends.shape == tables.wings.shape == (240,)
     sets = [set(r[w > 0].tolist()) for r, w in zip(graph.nbr_idx, graph.nbr_w)]
     with pytest.raises(RuntimeError, match="do not give the mesh's neighbours"):
         NeighbourSum(sets, icosphere(1)[1], parents=parents.flip(0))  # the new vertices in the wrong order
     with pytest.raises(RuntimeError, match="an edge is missing"):
-        MeshGraph(2, edges=unpool_pairs(2)[162:][1:])
+        neighbour_tables(MeshGraph(2), edges=unpool_pairs(2)[162:][1:])
 
 
 def test_config_rejects_unknown_keys_by_name_and_impossible_stages():

@@ -1,9 +1,10 @@
 """ONNX helpers shared by every student: export, parity, ONNX Runtime sessions, latency.
 
-* ``export_onnx(module, example, path)`` writes ``module`` with a dynamic batch axis (axis 0 of every
-  input and output) through the TorchScript exporter (``dynamo=False``: the dynamo exporter needs
-  ``onnxscript``, which the project does not install), compacts the graph (``compact_model``), checks
-  the file with ``onnx.checker`` and writes it atomically.
+* ``export_onnx(module, example, path)`` writes ``module`` (a mesh student in its export form,
+  ``mesh_onnx.export_form``) with a dynamic batch axis (axis 0 of every input and output) through the
+  TorchScript exporter (``dynamo=False``: the dynamo exporter needs ``onnxscript``, which the project
+  does not install), compacts the graph (``compact_model``), checks the file with ``onnx.checker`` and
+  writes it atomically.
 * ``compact_model(model)``: the TorchScript exporter writes one copy of a constant per use (the mesh
   student's neighbour tables once per graph convolution); identical constants are merged, int64 Gather
   indices that fit are stored as int32, and large index tables with values in 0..65535 as uint16 plus a
@@ -41,10 +42,13 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.
                 opset: int = DEFAULT_OPSET, compact: bool = True) -> Path:
     """Export ``module`` (put in eval mode) to ``path`` with axis 0 of every input/output named ``batch``.
 
-    ``example``: one tensor or a sequence of tensors (the example inputs); ``compact``: run
-    ``compact_model`` on the graph before writing. Returns ``path``.
+    What is traced is ``mesh_onnx.export_form(module)``: a mesh student's export-time swap (same numbers,
+    an ONNX-friendly graph), any other module as it is. ``example``: one tensor or a sequence of tensors
+    (the example inputs); ``compact``: run ``compact_model`` on the graph before writing. Returns ``path``.
     """
     import onnx
+
+    from engine.export.mesh_onnx import export_form
 
     args = (example,) if isinstance(example, torch.Tensor) else tuple(example)
     if len(args) != len(input_names):
@@ -57,8 +61,8 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.
         with torch.no_grad(), warnings.catch_warnings():
             # constants captured by the trace (camera rotations) are constants: the notice is noise here
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(module, args, buf, input_names=list(input_names), output_names=list(output_names),
-                              dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+            torch.onnx.export(export_form(module), args, buf, input_names=list(input_names),
+                              output_names=list(output_names), dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     finally:
         module.train(was_training)
     model = onnx.load_from_string(buf.getvalue())

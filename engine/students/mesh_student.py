@@ -22,11 +22,9 @@ Pixel2Mesh-style and coarse to fine, kept small, fast on one CPU thread and expo
    the unpooled vertices and refines them with ``fine_blocks`` blocks.
 
 Inside the model per-vertex tensors are vertex-major, (V, B, C), so the neighbour mean is one sparse
-CSR matmul on a contiguous (V, B*C) view and unpooling gathers whole rows. Under
-``torch.onnx.is_in_onnx_export()`` the forward takes an export path with the same numbers (~1e-6): the
-neighbour mean gathers through small tables the levels share (``mesh_onnx``; ONNX has no sparse ops), own
-and neighbour linear maps share one MatMul, shapes are Python ints, and ``grid_sample`` reads clamped
-grids with "zeros" padding (ONNX Runtime's "border" is several times slower).
+CSR matmul on a contiguous (V, B*C) view and unpooling gathers whole rows. This module is plain eager
+code with no export branches: the ONNX export swaps in an export form of the model with the same
+numbers (~1e-6) at export time (``engine.export.mesh_onnx.export_form``; ONNX has no sparse ops).
 
 Cost of the defaults (S 96, width 12, sampled 8, hidden 48, blocks 3, fine_blocks 0; 232,626
 parameters), multiply-adds per shoe: CNN 47 M (4 views), coarse stage 25 M (642 vertices), fine stage
@@ -51,7 +49,6 @@ import torch.nn.functional as F
 
 from engine.geometry import camera
 from engine.geometry.mesh import icosphere, unique_edges
-from engine.students.mesh_onnx import NeighbourSum
 
 KIND = "mesh-student"
 MAX_NEIGHBOURS = 6
@@ -154,7 +151,7 @@ def unpool_pairs(level: int) -> torch.Tensor:
     cand = torch.cat([coarse.double(), mid]).numpy()  # (V + E, 3)
     dist, which = cKDTree(cand).query(fine.double().numpy())
     bad = len(fine) != len(cand) or float(np.max(dist)) > 1e-5 or len(set(which.tolist())) != len(fine)
-    if bad or not np.array_equal(which[: len(coarse)], np.arange(len(coarse))):  # kept first (the ONNX path)
+    if bad or not np.array_equal(which[: len(coarse)], np.arange(len(coarse))):  # kept first (the ONNX tables)
         raise RuntimeError(f"icosphere({level + 1}) is not the midpoint subdivision of icosphere({level})")
     return pairs[torch.as_tensor(which)]  # (V_fine, 2)
 
@@ -178,24 +175,18 @@ class _AddNeighbourMean(torch.autograd.Function):
 
 class MeshGraph(nn.Module):
     """One ico-sphere level: template vertices (the sphere of diameter 1 scaled by ``axes``), faces and
-    the neighbour mean over its edges. For the ONNX path's tables (``mesh_onnx.NeighbourSum``):
-    ``edges`` (E, 2), the level's edges in the next level's order (default: ``unique_edges``), or
-    ``parents`` (V - V_c, 2), the coarse edge each new vertex splits when the level is unpooled."""
+    the neighbour mean over its edges."""
 
-    def __init__(self, level: int, axes=(1.0, 1.0, 1.0), edges: torch.Tensor | None = None,
-                 parents: torch.Tensor | None = None):
+    def __init__(self, level: int, axes=(1.0, 1.0, 1.0)):
         super().__init__()
         verts, faces = icosphere(level)
         verts = verts * torch.tensor([float(a) for a in axes])  # (V, 3)
         nbr_idx, nbr_w = neighbour_table(faces, len(verts))
-        self.num_verts = len(verts)
+        self.level, self.num_verts = level, len(verts)
         self.register_buffer("template", verts, persistent=False)  # (V, 3)
         self.register_buffer("faces", faces, persistent=False)  # (F, 3)
         self.register_buffer("nbr_idx", nbr_idx, persistent=False)  # (V, 6)
         self.register_buffer("nbr_w", nbr_w, persistent=False)  # (V, 6)
-        sets = [set(row[w > 0].tolist()) for row, w in zip(nbr_idx, nbr_w)]
-        self.onnx = NeighbourSum(sets, faces if parents is None else icosphere(level - 1)[1],
-                                 unique_edges(faces) if edges is None and parents is None else edges, parents)
         rows = torch.arange(len(verts)).repeat_interleave(MAX_NEIGHBOURS)
         # the same averaging as a sparse CSR matrix and its transpose (for the backward); plain
         # attributes, not buffers, so DDP's buffer broadcast never sees a sparse tensor
@@ -214,13 +205,8 @@ class MeshGraph(nn.Module):
         return adj, adj_t
 
     def add_mean(self, base: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """``base + mean of each vertex's neighbours' h``: (V, B, C) each -> (V, B, C).
-
-        Eager: one sparse CSR ``addmm`` on (V, B*C). ONNX export (no sparse ops there): gathers over
-        small tables shared between the levels (``mesh_onnx``). Equal up to rounding (~1e-7).
-        """
-        if torch.onnx.is_in_onnx_export():
-            return base + self.onnx(h)
+        """``base + mean of each vertex's neighbours' h``: (V, B, C) each -> (V, B, C): one sparse CSR
+        ``addmm`` on (V, B*C)."""
         v, b, c = h.shape
         adj, adj_t = self._sparse(h)
         out = _AddNeighbourMean.apply(base.reshape(v, b * c), h.reshape(v, b * c), adj, adj_t)  # (V, B*C)
@@ -239,11 +225,7 @@ class GraphConv(nn.Module):
         self.nbr = nn.Linear(c_in, c_out, bias=False)
 
     def linear(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W_self h + b, W_nbr h)``, (V, B, C_out) each. The ONNX export computes both in one MatMul
-        (the weights concatenated into one constant): half the MatMuls, each quantised in the INT8 file."""
-        if torch.onnx.is_in_onnx_export():
-            own, nbr = F.linear(h, torch.cat([self.own.weight, self.nbr.weight])).split(self.own.out_features, -1)
-            return own + self.own.bias, nbr
+        """``(W_self h + b, W_nbr h)``, (V, B, C_out) each."""
         return self.own(h), self.nbr(h)
 
     def forward(self, h: torch.Tensor, graph: MeshGraph, extra: torch.Tensor | None = None) -> torch.Tensor:
@@ -301,33 +283,33 @@ def view_projection() -> tuple[torch.Tensor, torch.Tensor]:
     return proj.float(), offset.float()
 
 
-def project_features(maps: list[torch.Tensor], verts: torch.Tensor, proj: torch.Tensor, offset: torch.Tensor,
-                     shapes: tuple[int, list[tuple[int, int]]] | None = None) -> torch.Tensor:
+def vertex_grids(verts: torch.Tensor, proj: torch.Tensor, offset: torch.Tensor, v: int, b: int) -> torch.Tensor:
+    """``grid_sample`` grids (B*4, V, 1, 2) of every vertex (V, B, 3) in every view (``view_projection``)."""
+    grids = (verts.transpose(0, 1) @ proj + offset).view(b, v, N_VIEWS, 2).transpose(1, 2)  # (B, 4, V, 2)
+    return grids.reshape(-1, v, 1, 2).contiguous()  # a strided grid is 20x slower
+
+
+def stack_features(sampled: list[torch.Tensor], verts: torch.Tensor, channels: int, v: int, b: int) -> torch.Tensor:
+    """Sampled maps (B*4, C_i, V, 1) + the vertices (V, B, 3) -> (V, B, 4 * sum C_i + 3), contiguous."""
+    feats = torch.cat(sampled, 1).reshape(b, N_VIEWS * channels, v)  # (B, 4 * C, V)
+    # positions join here, channel-major (concatenating permuted tensors along the last dim is slow);
+    # one copy to vertex-major keeps the following matmuls on contiguous rows
+    return torch.cat([feats, verts.permute(1, 2, 0)], 1).permute(2, 0, 1).contiguous()  # (V, B, 4 * C + 3)
+
+
+def project_features(maps: list[torch.Tensor], verts: torch.Tensor, proj: torch.Tensor,
+                     offset: torch.Tensor) -> torch.Tensor:
     """Sample every map at every vertex's projection in every view; views concatenated.
 
     maps: list of (B * 4, C_i, H_i, W_i) (views in ``VIEW_NAMES`` order); verts: (V, B, 3); ``proj``,
     ``offset``: ``view_projection()``. Returns (V, B, 4 * sum C_i + 3), contiguous: view-major, then
-    map, then channel; the vertex position last.
-
-    ``shapes`` (ONNX export): ``(V, [(C_i, S_i) per map])``, Python ints (square maps): no shapes computed in
-    the graph, and grids clamped to the outermost pixel centres ±(1 - 1/S_i) sampled with "zeros" padding
-    (the same values; ONNX Runtime's "border" is 3-6x slower).
+    map, then channel; the vertex position last. Bilinear, "border" padding.
     """
-    v, b, _ = verts.shape if shapes is None else (shapes[0], -1, 3)
-    channels = sum(m.shape[1] for m in maps) if shapes is None else sum(c for c, _ in shapes[1])
-    vb = verts.transpose(0, 1)  # (B, V, 3)
-    grids = (vb @ proj + offset).view(b, v, N_VIEWS, 2).transpose(1, 2)  # (B, 4, V, 2)
-    grids = grids.reshape(-1, v, 1, 2).contiguous()  # (B*4, V, 1, 2); a strided grid is 20x slower
-    if shapes is None:
-        sampled = [F.grid_sample(m, grids, mode="bilinear", padding_mode="border", align_corners=False)
-                   for m in maps]  # each (B*4, C_i, V, 1)
-    else:
-        sampled = [F.grid_sample(m, grids.clamp(-1 + 1 / size, 1 - 1 / size), mode="bilinear",
-                                 padding_mode="zeros", align_corners=False) for m, (_, size) in zip(maps, shapes[1])]
-    feats = torch.cat(sampled, 1).reshape(b, N_VIEWS * channels, v)  # (B, 4 * C, V)
-    # positions join here, channel-major (concatenating permuted tensors along the last dim is slow);
-    # one copy to vertex-major keeps the following matmuls on contiguous rows
-    return torch.cat([feats, vb.transpose(1, 2)], 1).permute(2, 0, 1).contiguous()  # (V, B, 4 * C + 3)
+    v, b, _ = verts.shape
+    grids = vertex_grids(verts, proj, offset, v, b)  # (B*4, V, 1, 2)
+    sampled = [F.grid_sample(m, grids, mode="bilinear", padding_mode="border", align_corners=False)
+               for m in maps]  # each (B*4, C_i, V, 1)
+    return stack_features(sampled, verts, sum(m.shape[1] for m in maps), v, b)
 
 
 class MeshStudent(nn.Module):
@@ -343,9 +325,7 @@ class MeshStudent(nn.Module):
         if len(c.template_axes) != 3 or not all(float(a) > 0 for a in c.template_axes):
             raise ValueError(f"template_axes must be three positive extents (got {list(c.template_axes)})")
         pairs = [unpool_pairs(lv) for lv in range(first, c.level)]  # (V_{k+1}, 2) parents of level k+1's vertices
-        new = [p[10 * 4 ** lv + 2:] for lv, p in enumerate(pairs, first)] + [None]  # (E_k, 2): after V_k kept
-        self.graphs = nn.ModuleList(MeshGraph(lv, c.template_axes, edges=new[k], parents=new[k - 1] if k else None)
-                                    for k, lv in enumerate(range(first, c.level + 1)))
+        self.graphs = nn.ModuleList(MeshGraph(lv, c.template_axes) for lv in range(first, c.level + 1))
         for k, p in enumerate(pairs):
             self.register_buffer(f"unpool{k}", p, persistent=False)
         proj, offset = view_projection()
@@ -377,9 +357,6 @@ class MeshStudent(nn.Module):
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         b, n, ch, s, _ = views.shape  # (B, 4, 4, S, S)
-        export = torch.onnx.is_in_onnx_export()
-        if export:  # Python ints, so that the exported graph computes no shapes
-            n, ch, s = N_VIEWS, self.encoder.map_channels[0], self.config.image_size
         maps, pooled = self.encoder(views.reshape(-1, ch, s, s))
         glob = self.global_fc(pooled.reshape(-1, n * self.encoder.global_channels))  # (B, hidden)
         verts = self.graphs[0].template.unsqueeze(1).expand(-1, b, -1)  # (V0, B, 3)
@@ -387,17 +364,17 @@ class MeshStudent(nn.Module):
         for k, (stage, graph) in enumerate(zip(self.stages, self.graphs)):
             if k:
                 pairs = getattr(self, f"unpool{k - 1}")  # (V_k, 2)
-                if export:  # the same numbers from the table graph k's neighbour sums use (kept vertices first)
-                    verts, hidden = (torch.cat([x, 0.5 * graph.onnx.pair_sum(x)]) for x in (verts, hidden))
-                else:
-                    verts = 0.5 * (verts.index_select(0, pairs[:, 0]) + verts.index_select(0, pairs[:, 1]))
-                    hidden = 0.5 * (hidden.index_select(0, pairs[:, 0]) + hidden.index_select(0, pairs[:, 1]))
-            used = maps[: self.fine_maps] if k and k == len(self.stages) - 1 else maps
-            shapes = (graph.num_verts, self.map_shapes[: len(used)]) if export else None
-            feats = project_features(used, verts, self.proj, self.proj_offset, shapes)  # (V, B, F)
+                verts = 0.5 * (verts.index_select(0, pairs[:, 0]) + verts.index_select(0, pairs[:, 1]))
+                hidden = 0.5 * (hidden.index_select(0, pairs[:, 0]) + hidden.index_select(0, pairs[:, 1]))
+            used = self.maps_of(k, maps)
+            feats = project_features(used, verts, self.proj, self.proj_offset)  # (V, B, F)
             offset, hidden = stage(feats, hidden, glob, graph)
             verts = verts + offset  # (V, B, 3)
         return verts.transpose(0, 1).contiguous()  # (B, V, 3)
+
+    def maps_of(self, k: int, maps: list) -> list:
+        """The maps stage ``k`` reads: all of them, the fine (last, k > 0) stage the first ``fine_maps``."""
+        return maps[: self.fine_maps] if k and k == len(self.stages) - 1 else maps
 
 
 def count_parameters(model: nn.Module) -> int:
