@@ -36,8 +36,8 @@ def random_run(work: Path, shoes: int) -> Path:
     """A run folder holding a random-init default student whose val split is ``shoes`` fresh sample shoes."""
     from engine.data.sample_shoes import build_sample
     from engine.jobs import NULL_CONTEXT
+    from engine.students.checkpoint import save_checkpoint
     from engine.students.mesh_student import MeshStudent, StudentConfig
-    from engine.train.distill3d import save_checkpoint
 
     data = work / "data"
     build_sample(NULL_CONTEXT, data, count=shoes, seed=0)
@@ -83,7 +83,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from engine import runs
     from engine.export import export_student
-    from engine.train.distill3d import load_checkpoint
+    from engine.students.checkpoint import load_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="bench_export3d_"))
     t0 = time.time()

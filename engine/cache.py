@@ -14,7 +14,8 @@ Meshes are normalised (bbox centre at the origin, longest side 1); ``cd_l1`` / `
 the teacher with the ground truth in those units (F-score threshold 1 % of the longest side) and are
 ``None`` for photo-only shoes. The fingerprint is the SHA-256 of the teacher name, its settings JSON
 and the bytes of the input images; a mismatch (or a missing/resized entry file) makes the entry
-stale and it is rebuilt. Failed entries with an unchanged fingerprint are kept unless
+stale and it is rebuilt. ``entry_problem`` / ``usable_entry`` are the one rule of a usable entry
+(status ok, fingerprint matches, file present) that the build, training and evaluation share. Failed entries with an unchanged fingerprint are kept unless
 ``retry_failed``. Every file is written atomically and an entry file is written before its metadata,
 so a build killed at any moment resumes where it stopped. Entries load with
 ``torch.load(weights_only=True)``.
@@ -194,13 +195,55 @@ def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: st
     return record
 
 
-def _up_to_date(old: dict | None, fp: str | None, cache_dir: Path, sid: str, retry_failed: bool) -> bool:
+def entry_problem(cache_dir: Path, meta: dict | None, shoe, fp: str | None = None) -> str | None:
+    """Why the shoe's cache entry cannot be used, or ``None`` when it can: the one rule of a usable entry.
+
+    Usable = the entry is in ``meta`` (``read_metadata``), its status is ``ok``, its fingerprint equals
+    ``fp`` (default: ``fingerprint`` of the cache's teacher and settings and the shoe's current views —
+    so changed images or settings make it stale) and its file is present with the recorded size. The
+    build's up-to-date check, training and evaluation all ask here; ``usable_entry`` also loads it.
+    """
+    entry = ((meta or {}).get("entries") or {}).get(shoe.id)
+    if entry is None:
+        return "not in the teacher cache"
+    if entry.get("status") != "ok":
+        return f"teacher entry failed ({entry.get('error') or 'no error text'})"
+    if fp is None:
+        try:
+            fp = fingerprint(meta.get("teacher"), meta.get("teacher_settings"), shoe.view_paths)
+        except OSError as exc:
+            return f"views unreadable for the cache fingerprint ({exc})"
+    if entry.get("fingerprint") != fp:
+        return "teacher entry is stale (images or settings changed since the cache was built)"
+    path = entry_path(cache_dir, shoe.id)
+    if not path.is_file():
+        return f"teacher entry file {path.name} is missing"
+    if path.stat().st_size != entry.get("bytes"):
+        return f"teacher entry file {path.name} changed size since the cache was built"
+    return None
+
+
+def usable_entry(cache_dir: Path, meta: dict | None, shoe, fp: str | None = None) -> tuple[dict | None, str | None]:
+    """``(tensors, None)`` of the shoe's usable entry (``entry_problem`` says none, ``load_entry``
+    loads it), else ``(None, why)``."""
+    why = entry_problem(cache_dir, meta, shoe, fp)
+    if why is not None:
+        return None, why
+    try:
+        return load_entry(cache_dir, shoe.id), None
+    except UserError as exc:
+        return None, f"teacher entry unusable ({exc})"
+
+
+def _up_to_date(meta: dict, fp: str | None, cache_dir: Path, shoe, retry_failed: bool) -> bool:
+    """Skip the shoe in a build: a usable entry (``entry_problem``), or a failure with the same
+    fingerprint (unless ``retry_failed``)."""
+    old = (meta.get("entries") or {}).get(shoe.id)
     if not old or fp is None or old.get("fingerprint") != fp:
         return False
     if old.get("status") == "failed":
         return not retry_failed
-    path = entry_path(cache_dir, sid)
-    return old.get("status") == "ok" and path.is_file() and path.stat().st_size == old.get("bytes")
+    return entry_problem(cache_dir, meta, shoe, fp) is None
 
 
 def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hull", settings=None,
@@ -242,8 +285,7 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
             fp = fingerprint(teacher, tset, shoe.view_paths)
         except OSError:
             fp = None
-        old = meta["entries"].get(shoe.id)
-        if _up_to_date(old, fp, cache_dir, shoe.id, retry_failed):
+        if _up_to_date(meta, fp, cache_dir, shoe, retry_failed):
             totals["skipped"] += 1
             ctx.progress((i + 1) / len(mine), f"{shoe.id}: up to date")
             continue

@@ -4,11 +4,11 @@
   (4, 4, S, S) in ``camera.VIEW_NAMES`` order (front, left, back, right), RGBA. Each photo goes through
   ``engine.data.photos`` (an RGB photo on a plain backdrop gets its mask from the backdrop; a busy
   background, an unreadable or tiny file is a ``UserError`` naming it) and the views are stacked by
-  ``engine.train.shoe_data.stack_views`` — the exact preprocessing of training. A missing view (absent
+  ``engine.data.views.stack_views`` — the exact preprocessing of training. A missing view (absent
   or None) is all zeros, as in training. Any non-empty subset of the four views is accepted (the CLI
   asks for ``--front`` at least); the student was trained on all four, so fewer views give a rougher
   mesh, most of all without the front view.
-* ``load_predictor(path)``: a ``.pt`` student checkpoint (``engine.train.distill3d.load_student``) or a
+* ``load_predictor(path)``: a ``.pt`` student checkpoint (``engine.students.checkpoint.load_student``) or a
   ``student.onnx`` / ``student.int8.onnx`` written by ``engine.export.export_student`` (its
   ``student.json`` and ``student.faces.json`` are read from beside it). The predictor has
   ``predict(views_u8 (4, 4, S, S)) -> (V, 3) float32``, ``faces`` (F, 3) int64, ``image_size`` and
@@ -35,7 +35,7 @@ def views_from_photos(photos: dict, image_size: int) -> torch.Tensor:
     """uint8 (4, 4, S, S) from ``{view: photo or None}``; see the module docstring. ``UserError`` for an
     unknown view name, no photo at all, or a photo that cannot be used."""
     from engine.data.photos import load_photo, to_rgba
-    from engine.train.shoe_data import stack_views
+    from engine.data.views import stack_views
 
     unknown = sorted(set(photos or {}) - set(VIEW_NAMES))
     if unknown:
@@ -71,8 +71,7 @@ class TorchPredictor:
     kind = "torch"
 
     def __init__(self, path: Path):
-        from engine.train.distill3d import load_student
-
+        from engine.students.checkpoint import load_student
         from engine.students.mesh_student import KIND
 
         self.path = Path(path)
@@ -89,7 +88,7 @@ class TorchPredictor:
         self.epoch = ckpt.get("epoch")
 
     def predict(self, views_u8: torch.Tensor) -> np.ndarray:
-        from engine.train.shoe_data import batch_views
+        from engine.data.views import batch_views
 
         _check_views(views_u8, self.image_size)
         with torch.no_grad():
@@ -131,7 +130,7 @@ class OnnxPredictor:
                             f"{INPUT_NAME!r}, found {[(i.name, i.shape) for i in inputs]})")
 
     def predict(self, views_u8: torch.Tensor) -> np.ndarray:
-        from engine.train.shoe_data import batch_views
+        from engine.data.views import batch_views
 
         _check_views(views_u8, self.image_size)
         x = batch_views(views_u8[None]).numpy()  # (1, 4, 4, S, S)
@@ -161,7 +160,7 @@ def infer(ctx, checkpoint: Path, out: Path, shoe_dir: Path | None = None, photos
     (``{view: path}``; exactly one of the two) and write it to ``out``. Returns ``{"out", "vertices",
     "faces", "seconds", "predict_seconds", "kind", "views"}``."""
     from engine.data.mesh_files import DOWNLOAD_FORMATS, write_mesh
-    from engine.train.shoe_data import load_views_tensor
+    from engine.data.views import load_views_tensor
 
     ctx = ctx or NULL_CONTEXT
     t0 = time.perf_counter()

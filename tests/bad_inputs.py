@@ -88,7 +88,7 @@ def _checkpoints(folder: Path, marker: Path, train_cfg: dict) -> None:
 
     from engine import storage
     from engine.students.mesh_student import MeshStudent, StudentConfig
-    from engine.train.distill3d import save_checkpoint
+    from engine.students.checkpoint import save_checkpoint
     from engine.train.vae import DEFAULTS, _checkpoint, build_models
 
     folder.mkdir()

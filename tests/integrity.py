@@ -47,7 +47,7 @@ def check_cache(cache_dir: Path) -> dict:
 
 def check_checkpoints(ckpt_dir: Path) -> dict:
     """Assert every checkpoint loads (``weights_only``, then ``load_checkpoint``); ``{files, temps, last_epoch}``."""
-    from engine.train.distill3d import load_checkpoint
+    from engine.students.checkpoint import load_checkpoint
 
     ckpt_dir = Path(ckpt_dir)
     files = sorted(p for p in ckpt_dir.glob("*.pt"))

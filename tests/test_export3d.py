@@ -17,15 +17,16 @@ from engine.cli.train import RunContext
 from engine.config import UserError
 from engine.data.layout import list_shoes
 from engine.data.sample_shoes import build_sample
+from engine.data.views import load_views_tensor
 from engine.export import export_onnx, export_student, ort_session, parity, run_ort
 from engine.export.mesh_student import (FACES_NAME, INPUT_NAME, INT8_NAME, META_NAME, ONNX_NAME, OUTPUT_NAME,
                                         quantize_int8, sidecar_paths)
 from engine.geometry.camera import VIEW_NAMES
 from engine.infer import infer, load_predictor, views_from_photos
 from engine.jobs import NULL_CONTEXT
+from engine.students.checkpoint import load_student
 from engine.students.mesh_student import MeshStudent
-from engine.train.distill3d import load_student, train_student
-from engine.train.shoe_data import load_views_tensor
+from engine.train.distill3d import train_student
 
 torch.set_num_threads(1)
 TINY = {"width": 4, "hidden": 8, "blocks": 1, "sampled": 4, "image_size": 32}

@@ -25,8 +25,8 @@ from engine import runs
 from engine.cache import build_cache, read_metadata
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT, JobRunner
+from engine.students.checkpoint import load_checkpoint
 from engine.teachers.base import TeacherSettings
-from engine.train.distill3d import load_checkpoint
 from tests.integrity import check_cache, check_checkpoints, temp_files
 
 pytestmark = pytest.mark.slow

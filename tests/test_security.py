@@ -92,11 +92,12 @@ def test_a_pickled_checkpoint_cannot_run_code(tmp_path):
 
     from engine import storage
     from engine.cache import load_entry
-    from engine.train import distill3d, vae
+    from engine.students.checkpoint import load_checkpoint as load_mesh_checkpoint
+    from engine.train import vae
 
     marker = tmp_path / "code-ran"
     torch.save({"state_dict": _WritesAMarker(marker)}, tmp_path / "shoe_000.pt")
-    for load in (storage.torch_load, distill3d.load_checkpoint, vae.load_checkpoint):
+    for load in (storage.torch_load, load_mesh_checkpoint, vae.load_checkpoint):
         with pytest.raises(UserError, match=r"safe loading \(weights_only\) refused it .*GLOBAL") as info:
             load(tmp_path / "shoe_000.pt")
         assert "add_safe_globals" not in str(info.value) and "False" not in str(info.value)  # no unsafe advice

@@ -78,6 +78,39 @@ def test_compare_shoe_numbers_equal_the_evaluation(trained):
     assert worst_shoes(roots["runs"] / run_id)[0]["shoe"] == row["id"]
 
 
+def test_a_stale_teacher_entry_is_not_scored_by_evaluation_or_compare(trained, tmp_path):
+    """The entry training would refuse (fingerprint no longer matching the views) is left out too."""
+    import json
+    import shutil
+
+    from engine import storage
+    from engine.cache import usable_entry
+    from engine.data.layout import find_shoe
+    from engine.students.checkpoint import load_checkpoint
+
+    _, roots, _, run_id, report = trained
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    shutil.copytree(roots["runs"] / run_id, run)
+    shutil.copytree(roots["cache"] / "c", cache)
+    for name in ("best", "last"):  # the copied run reads the copied cache
+        ckpt = load_checkpoint(run / "checkpoints" / f"{name}.pt")
+        ckpt["train_config"]["cache"] = str(cache)
+        storage.torch_save(run / "checkpoints" / f"{name}.pt", ckpt)
+    sid = report["rows"][0]["id"]
+    meta = json.loads((cache / "metadata.json").read_text())
+    meta["entries"][sid]["fingerprint"] = "0" * 64  # as if the photos had changed after the build
+    storage.write_json(cache / "metadata.json", meta)
+    data, why = usable_entry(cache, meta, find_shoe(roots["data"] / "sample", sid))
+    assert data is None and "stale" in why
+
+    stale = evaluate_run(NULL_CONTEXT, run)
+    assert report["teacher_shoes"] == report["val_shoes"] and stale["teacher_shoes"] == report["val_shoes"] - 1
+    assert not next(r for r in stale["rows"] if r["id"] == sid).get("teacher")
+    res = compare_shoe(NULL_CONTEXT, run, sid, tmp_path / "out")
+    assert res["teacher_glb"] is None and [r["model"] for r in res["rows"]] == ["student"]
+    assert any("stale" in n for n in res["notes"])
+
+
 @pytest.fixture(scope="module")
 def client(trained):
     from gradio_client import Client

@@ -18,10 +18,10 @@ from engine import runs
 from engine.cli import train as cli_train
 from engine.config import UserError
 from engine.data.layout import list_shoes, load_mesh
+from engine.data.views import load_views_tensor
 from engine.evaluate.mesh_eval import METRICS, evaluate_run, predict
 from engine.geometry.metrics import mesh_metrics
-from engine.train.distill3d import load_checkpoint, load_student
-from engine.train.shoe_data import load_views_tensor
+from engine.students.checkpoint import load_checkpoint, load_student
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ import sys
 sys.path.insert(0, {root!r})
 import torch
 from engine.students.mesh_student import MeshStudent, StudentConfig
-from engine.train.distill3d import save_checkpoint
+from engine.students.checkpoint import save_checkpoint
 torch.manual_seed(0)
 model = MeshStudent(StudentConfig(hidden=192, blocks=6, image_size=32))
 opt = torch.optim.Adam(model.parameters())

@@ -15,9 +15,10 @@ from engine.cli.train import RunContext
 from engine.config import UserError
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT, JobCancelled, JobRunner
+from engine.students.checkpoint import load_checkpoint, load_student
 from engine.students.mesh_student import KIND, MeshStudent
 from engine.teachers.base import TeacherSettings
-from engine.train.distill3d import TrainingDiverged, load_checkpoint, load_student, train_student
+from engine.train.distill3d import TrainingDiverged, train_student
 
 torch.set_num_threads(1)
 TINY = {"width": 4, "hidden": 16, "blocks": 1, "sampled": 8, "image_size": 32}

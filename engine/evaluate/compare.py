@@ -7,8 +7,8 @@ What the Compare tab shows, as plain data and viewer files:
   represented by ``DENSE_POINTS`` area-weighted samples, so a distance is exact up to about half the
   sample spacing (≈ 0.002 for a shoe — well below the colour scale).
 * ``distance_colors(d, scale)`` — a blue → green → yellow → red ramp; ``d >= scale`` is red.
-* ``compare_shoe(ctx, run_dir, shoe_id, out_dir)`` — the run's student on the shoe's photos, the run's
-  cached teacher mesh and the GT mesh as three normalised GLBs (``engine.data.mesh_files.viewer_glb``)
+* ``compare_shoe(ctx, run_dir, shoe_id, out_dir)`` — the run (``trained_run.open_run``): its student on the
+  shoe's photos, its cached teacher mesh (when ``engine.cache.usable_entry`` accepts it) and the GT mesh as three normalised GLBs (``engine.data.mesh_files.viewer_glb``)
   plus that shoe's metrics rows (``engine.geometry.metrics.mesh_metrics``, same settings as
   ``engine.evaluate.mesh_eval``, so the numbers equal the run's evaluation).
 * ``compare_photos(ctx, checkpoint, photos, out_dir)`` — the student mesh for uploaded photos (no GT).
@@ -108,22 +108,18 @@ def compare_shoe(ctx, run_dir: Path, shoe_id: str, out_dir: Path, checkpoint: st
     gives ``None`` for that viewer and a note saying why. ``UserError`` for a bad ID, a missing shoe
     or checkpoint, or a checkpoint of another kind.
     """
-    from engine.cache import load_entry, read_metadata
-    from engine.data.layout import find_shoe, load_mesh
-    from engine.evaluate.mesh_eval import checkpoint_path, predict
-    from engine.train.distill3d import load_student
-    from engine.train.shoe_data import load_views_tensor
+    from engine.data.layout import load_mesh
+    from engine.evaluate.mesh_eval import predict
+    from engine.evaluate.trained_run import open_run
 
     ctx = ctx or NULL_CONTEXT
     t0 = time.perf_counter()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     ctx.progress(0.05, "loading the student")
-    student, ckpt = load_student(checkpoint_path(run_dir, checkpoint))
-    cfg = ckpt["train_config"]
-    shoe = find_shoe(Path(cfg["data"]), shoe_id)
-    split = ckpt.get("split") or {}
-    where = "val" if shoe_id in (split.get("val") or []) else "train" if shoe_id in (split.get("train") or []) \
-        else "not in the run"
+    run = open_run(run_dir, checkpoint)
+    student = run.student
+    shoe = run.shoe(shoe_id)
+    where = run.split_of(shoe_id)
     notes, gt = [], None
     if shoe.has_gt:
         gt = load_mesh(shoe.obj_path)
@@ -131,22 +127,19 @@ def compare_shoe(ctx, run_dir: Path, shoe_id: str, out_dir: Path, checkpoint: st
         notes.append(f"{shoe_id} is photo-only (no {shoe_id}.obj): no GT viewer, no metrics, no colours")
     ctx.progress(0.2, f"running the student on {shoe_id}")
     ctx.check_cancelled()
-    s_verts = predict(student, load_views_tensor(shoe, student.config.image_size)).numpy()
+    s_verts = predict(student, run.views(shoe)).numpy()
     s_faces = student.faces.numpy()
     rows, distances = [], {}
     teacher_glb = None
-    cache_dir = Path(cfg["cache"]) if cfg.get("cache") else None
-    entry = (((read_metadata(cache_dir) or {}).get("entries") or {}).get(shoe_id) or {}) if cache_dir else {}
     ctx.progress(0.4, "colouring the teacher mesh")
-    if entry.get("status") == "ok":
-        data = load_entry(cache_dir, shoe_id)
+    data, why = run.teacher(shoe)
+    if data is not None:
         t_verts, t_faces = data["vertices"].numpy(), data["faces"].numpy()
         teacher_glb, distances["teacher"] = _coloured_glb(out_dir, f"teacher-{shoe_id}", t_verts, t_faces, gt, scale)
         rows.append(_metrics_row("teacher", t_verts, t_faces, gt))
     else:
-        why = "the run has no teacher cache" if cache_dir is None else \
-            f"no usable teacher entry in {cache_dir.name} ({entry.get('status', 'missing')}{': ' + entry['error'] if entry.get('error') else ''})"
-        notes.append(f"teacher: {why}")
+        notes.append(f"teacher: {why}" if run.cache_dir is None else
+                     f"teacher: no usable teacher entry in {run.cache_dir.name} ({why})")
     ctx.check_cancelled()
     ctx.progress(0.7, "colouring the student mesh")
     student_glb, distances["student"] = _coloured_glb(out_dir, f"student-{shoe_id}", s_verts, s_faces, gt, scale)
@@ -157,7 +150,7 @@ def compare_shoe(ctx, run_dir: Path, shoe_id: str, out_dir: Path, checkpoint: st
 
         gt_glb = str(viewer_glb(out_dir, gt[0], gt[1], name=f"gt-{shoe_id}"))
     ctx.progress(1.0, f"{shoe_id} compared")
-    return {"shoe": shoe_id, "run": run_dir.name, "checkpoint": checkpoint, "epoch": ckpt["epoch"], "split": where,
+    return {"shoe": shoe_id, "run": run_dir.name, "checkpoint": checkpoint, "epoch": run.ckpt["epoch"], "split": where,
             "student_glb": student_glb, "teacher_glb": teacher_glb, "gt_glb": gt_glb, "rows": rows,
             "distances": {k: v for k, v in distances.items() if v}, "legend": legend(scale), "notes": notes,
             "normalisation": NORMALISATION, "seconds": round(time.perf_counter() - t0, 3)}

@@ -8,7 +8,8 @@ consistency is the mean |cos| between nearest-neighbour normals (1 = perfect).
 
     student   the run's checkpoint (``best`` by default) on each val shoe's views
     baseline  the best checkpoint of a baseline run (``baseline: true``) with the same val split
-    teacher   the cached teacher mesh (shoes whose cache entry is ok; others are left out)
+    teacher   the cached teacher mesh (shoes whose cache entry is usable — ``engine.cache.usable_entry``,
+              the rule training applies: ok, not stale, file present; others are left out)
 
 ``evaluate_run`` writes ``evaluation.json`` (means, ratios, per-shoe rows sorted worst student CD-L1
 first) and ``evaluation.md`` (the same as tables) into the run folder and returns the report.
@@ -32,17 +33,9 @@ NORMALISATION = ("each mesh centred on its bounding-box centre and scaled to lon
                  f"{N_POINTS} surface points per mesh, seed {SEED}")
 
 
-def checkpoint_path(run_dir: Path, which: str) -> Path:
-    """``run_dir/checkpoints/<which>.pt``; ``UserError`` when the run has no such checkpoint."""
-    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        raise UserError(f"{Path(run_dir).name}: no checkpoints/{which}.pt (train the run first)")
-    return path
-
-
 def predict(model, views: torch.Tensor) -> torch.Tensor:
     """Student vertices (V, 3) for one shoe's uint8 views (4, 4, S, S)."""
-    from engine.train.shoe_data import batch_views
+    from engine.data.views import batch_views
 
     with torch.no_grad():
         return model(batch_views(views[None]))[0]
@@ -57,49 +50,44 @@ def _means(rows: list[dict], model: str, ids: set[str] | None = None) -> dict | 
 
 def evaluate_run(ctx, run_dir: Path, baseline_run: Path | None = None, checkpoint: str = "best") -> dict:
     """Evaluate ``run_dir`` (and ``baseline_run``) on the run's val split; see the module docstring.
+    Both runs open through ``engine.evaluate.trained_run.open_run``.
 
     ``UserError`` when a checkpoint is missing or of the wrong kind, the run has no val shoes, the
     baseline run is not a baseline or has another val split, or a val shoe's data is gone.
     """
-    from engine.cache import load_entry, read_metadata
-    from engine.data.layout import find_shoe, load_mesh
+    from engine.data.layout import load_mesh
+    from engine.evaluate.trained_run import open_run
     from engine.geometry.metrics import mesh_metrics
-    from engine.train.distill3d import load_student
-    from engine.train.shoe_data import load_views_tensor
 
     ctx = ctx or NULL_CONTEXT
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
-    student, ckpt = load_student(checkpoint_path(run_dir, checkpoint))
-    cfg = ckpt["train_config"]
-    val_ids = list((ckpt.get("split") or {}).get("val") or [])
+    run = open_run(run_dir, checkpoint)
+    val_ids = run.val_ids
     if not val_ids:
         raise UserError(f"{run_dir.name}: the run has no validation shoes to evaluate (val_fraction 0?)")
-    models = {"student": student}
+    models = {"student": run.student}
     if baseline_run is not None:
-        base, bckpt = load_student(checkpoint_path(Path(baseline_run), "best"))
-        if not bckpt["train_config"].get("baseline"):
+        base = open_run(Path(baseline_run), "best")
+        if not base.config.get("baseline"):
             raise UserError(f"{Path(baseline_run).name}: not a baseline run (train it with --baseline)")
-        if list((bckpt.get("split") or {}).get("val") or []) != val_ids:
+        if base.val_ids != val_ids:
             raise UserError(f"{Path(baseline_run).name}: its validation split differs from {run_dir.name}'s "
                             "(use the same data, seed and val_fraction)")
-        models["baseline"] = base
-    cache_dir = Path(cfg["cache"]) if cfg.get("cache") else None
-    meta = read_metadata(cache_dir) if cache_dir is not None else None
+        models["baseline"] = base.student
     rows = []
     for i, sid in enumerate(val_ids):
         ctx.check_cancelled()
-        shoe = find_shoe(Path(cfg["data"]), sid)
+        shoe = run.shoe(sid)
         if not shoe.has_gt:
             raise UserError(f"val shoe {sid}: its GT mesh {sid}.obj is gone")
         gv, gf = load_mesh(shoe.obj_path)
         row = {"id": sid}
         for name, model in models.items():
-            views = load_views_tensor(shoe, model.config.image_size)
+            views = run.views(shoe, model.config.image_size)
             row[name] = mesh_metrics(predict(model, views), model.faces, gv, gf, n_points=N_POINTS, seed=SEED)
-        entry = ((meta or {}).get("entries") or {}).get(sid) or {}
-        if entry.get("status") == "ok":
-            data = load_entry(cache_dir, sid)
+        data, _ = run.teacher(shoe)
+        if data is not None:
             row["teacher"] = mesh_metrics(data["vertices"], data["faces"], gv, gf, n_points=N_POINTS, seed=SEED)
         rows.append(row)
         ctx.progress((i + 1) / len(val_ids), f"evaluating {sid} ({i + 1}/{len(val_ids)})")
@@ -114,7 +102,7 @@ def evaluate_run(ctx, run_dir: Path, baseline_run: Path | None = None, checkpoin
             ratios["baseline_vs_teacher_cd_l1"] = _means(rows, "baseline", with_teacher)["cd_l1"] / summary["teacher"]["cd_l1"]
     if "baseline" in models:
         ratios["student_vs_baseline_cd_l1"] = summary["student"]["cd_l1"] / summary["baseline"]["cd_l1"]
-    report = {"run": run_dir.name, "checkpoint": checkpoint, "epoch": ckpt["epoch"],
+    report = {"run": run_dir.name, "checkpoint": checkpoint, "epoch": run.ckpt["epoch"],
               "baseline_run": Path(baseline_run).name if baseline_run is not None else None,
               "normalisation": NORMALISATION, "val_shoes": len(val_ids), "teacher_shoes": len(with_teacher),
               "summary": summary, "ratios": ratios, "rows": rows,

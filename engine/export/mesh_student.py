@@ -1,7 +1,7 @@
 """ONNX export of the 3D mesh student, with parity, INT8 and latency tables (the Export tab, ``engine export``).
 
 ``export_student(ctx, run_dir, out_dir=None, int8=False, checkpoint="best", threads=2)`` loads
-``run_dir/checkpoints/<checkpoint>.pt`` (``engine.train.distill3d.load_student``; another kind of
+``run_dir/checkpoints/<checkpoint>.pt`` (``engine.evaluate.trained_run.open_run``; another kind of
 checkpoint is a ``UserError`` naming its kind) and writes into ``out_dir`` (default ``run_dir/export/``):
 
     student.onnx         input ``views`` float32 (batch, 4, 4, S, S) in [0, 1]: views in
@@ -60,25 +60,11 @@ FORMAT_VERSION = 1
 TOLERANCE = 1e-4  # max abs error (world units) the FP32 export must stay within
 PARITY_BATCHES = (1, 3)
 RANDOM_SEED = 0
-CHECKPOINT_NAMES = ("best", "last")
 EXPORT_DIR = "export"  # default out_dir inside the run folder
 REPORT_NAME = "export.json"
 # column order of the report's row tables (export.json stores rows with sorted keys)
 PARITY_COLUMNS = ("model", "inputs", "batch", "samples", "max_abs_err", "cd_l1", "tolerance", "ok")
 LATENCY_COLUMNS = ("runtime", "threads", "batch", "ms_per_shoe", "speedup_vs_torch", "calls", "file_mb")
-
-
-def checkpoint_file(run_dir: Path, which: str) -> Path:
-    """``run_dir/checkpoints/<which>.pt`` (``best``, ``last`` or ``epoch_NNNN``); ``UserError`` if absent."""
-    run_dir = Path(run_dir)
-    if not (which in CHECKPOINT_NAMES or (which.startswith("epoch_") and which[6:].isdigit())):
-        raise UserError(f"checkpoint {which!r}: use best, last or epoch_NNNN")
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run folder")
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        raise UserError(f"{run_dir.name}: no checkpoints/{which}.pt (train the run first)")
-    return path
 
 
 def sidecar_paths(onnx_path: Path) -> tuple[Path, Path]:
@@ -89,19 +75,17 @@ def sidecar_paths(onnx_path: Path) -> tuple[Path, Path]:
     return onnx_path.with_name(f"{base}.json"), onnx_path.with_name(f"{base}.faces.json")
 
 
-def val_shoes(ckpt: dict, image_size: int, log=lambda _m: None) -> tuple[list[str], torch.Tensor | None, list]:
-    """``(ids, views uint8 (N, 4, 4, S, S) or None, [(gt_vertices, gt_faces) or None])`` of the
-    checkpoint's val split, read from the dataset it trained on; shoes whose data is gone are logged
-    and left out."""
-    from engine.data.layout import find_shoe, load_mesh
-    from engine.train.shoe_data import load_views_tensor
+def val_shoes(run, log=lambda _m: None) -> tuple[list[str], torch.Tensor | None, list]:
+    """``(ids, views uint8 (N, 4, 4, S, S) or None, [(gt_vertices, gt_faces) or None])`` of a
+    ``TrainedRun``'s val split (``engine.evaluate.trained_run``), read from the dataset it trained on;
+    shoes whose data is gone are logged and left out."""
+    from engine.data.layout import load_mesh
 
-    data = (ckpt.get("train_config") or {}).get("data")
     ids, views, gts = [], [], []
-    for sid in list((ckpt.get("split") or {}).get("val") or []):
+    for sid in run.val_ids:
         try:
-            shoe = find_shoe(Path(data), sid)
-            views.append(load_views_tensor(shoe, image_size))
+            shoe = run.shoe(sid)
+            views.append(run.views(shoe))
             gts.append(load_mesh(shoe.obj_path) if shoe.has_gt else None)
             ids.append(sid)
         except (UserError, TypeError) as exc:
@@ -267,22 +251,23 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
     int8, latency_rows, markdown, seconds, created``. ``UserError`` for a missing run / checkpoint, a
     checkpoint of another kind, or ``threads`` < 1.
     """
+    from engine.evaluate.trained_run import open_run
     from engine.geometry.camera import VIEW_NAMES
     from engine.students.mesh_student import KIND
-    from engine.train.distill3d import load_student
 
     ctx = ctx or NULL_CONTEXT
     t0 = time.perf_counter()
     if int(threads) < 1:
         raise UserError(f"threads must be at least 1 (got {threads})")
     run_dir = Path(run_dir)
-    student, ckpt = load_student(checkpoint_file(run_dir, checkpoint))
+    run = open_run(run_dir, checkpoint)
+    student, ckpt = run.student, run.ckpt
     cfg = student.config
     s = cfg.image_size
     out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx.progress(0.02, "loading the val shoes")
-    ids, views_u8, gts = val_shoes(ckpt, s, ctx.log)
+    ids, views_u8, gts = val_shoes(run, ctx.log)
     random_views = torch.rand(max(PARITY_BATCHES), len(VIEW_NAMES), 4, s, s,
                               generator=torch.Generator().manual_seed(RANDOM_SEED))  # (3, 4, 4, S, S)
     val_views = views_u8.float().div(255.0) if views_u8 is not None else None

@@ -48,56 +48,23 @@ import torch
 
 from engine import runs, storage
 from engine.config import UserError
+from engine.data.views import batch_views
 from engine.devices import resolve_device
 from engine.jobs import NULL_CONTEXT, JobCancelled
 from engine.progress import Silent
-from engine.students.mesh_student import KIND, MeshStudent, StudentConfig
+from engine.students.checkpoint import CKPT_DIR, load_checkpoint, save_checkpoint
+from engine.students.mesh_student import MeshStudent, StudentConfig
 from engine.train.distill_config import resume_mismatch, validate_config
 from engine.train.distill_loss import total_loss
 from engine.train.schedules import alpha_at, item_alphas, resolve_schedule
-from engine.train.shoe_data import ShoeSet, batch_views, load_shoes, split_ids
+from engine.train.shoe_data import ShoeSet, load_shoes, split_ids
 
-CKPT_DIR = "checkpoints"
 VAL_SEED = 12345  # fixed: val points are the same in every epoch and every run
 VAL_POINTS = 10_000  # student and GT points per val shoe, whatever ``target_points`` training uses
 
 
 class TrainingDiverged(UserError):
     """Too many non-finite steps in a row (lower the learning rate)."""
-
-
-# -- checkpoints ------------------------------------------------------------------------------------
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, cfg: dict, epoch: int, best_val: float | None,
-                    best_epoch: int | None, split: dict) -> Path:
-    """Write one checkpoint atomically (``engine.storage.torch_save``): plain dicts and tensors only."""
-    module = getattr(model, "module", model)
-    return storage.torch_save(Path(path), {
-        "kind": KIND, "student_config": module.config.to_dict(), "train_config": dict(cfg),
-        "state_dict": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-        "epoch": int(epoch), "best_val": best_val, "best_epoch": best_epoch, "split": split})
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint (``weights_only``); ``UserError`` if missing, unreadable or not a mesh student."""
-    ckpt = storage.torch_load(Path(path))
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
-        kind = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise UserError(f"{Path(path).name}: not a {KIND} checkpoint (kind {kind!r})")
-    missing = [k for k in ("student_config", "state_dict", "epoch", "train_config") if k not in ckpt]
-    if missing:
-        raise UserError(f"{Path(path).name}: incomplete checkpoint (missing {', '.join(missing)})")
-    return ckpt
-
-
-def load_student(path: Path, device="cpu") -> tuple[MeshStudent, dict]:
-    """``(student in eval mode, checkpoint dict)`` from a checkpoint file."""
-    ckpt = load_checkpoint(path)
-    try:
-        model = MeshStudent(StudentConfig.from_dict(ckpt["student_config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise UserError(f"{Path(path).name}: weights do not fit the student config ({str(exc)[:160]})") from None
-    return model.to(device).eval(), ckpt
 
 
 # -- small helpers ----------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ For every shoe of the dataset (``engine.data.layout``):
 
 * ``views``: the four views resized to the student's ``image_size`` and kept as uint8
   (N, 4, 4, S, S) in ``camera.VIEW_NAMES`` order, channels RGBA; a missing view is all zeros
-  (the student's convention). Converted to float in [0, 1] per batch (``batch_views``).
+  (``engine.data.views``, the student's format). Converted to float in [0, 1] per batch there
+  (``batch_views``).
 * ``teacher``: the first ``target_points`` of the cache entry's 10k surface points and normals
-  (i.i.d. area-uniform samples, so a prefix is a uniform subsample). Present only for an ``ok``
-  entry whose fingerprint still matches the images; otherwise the shoe has no teacher (logged).
+  (i.i.d. area-uniform samples, so a prefix is a uniform subsample). Present only for a usable entry
+  (``engine.cache.usable_entry``: ok, fingerprint still matching the images, file present); otherwise
+  the shoe has no teacher (logged).
 * ``gt``: ``max(target_points, val_points)`` area-uniform points + normals of the GT mesh, normalised
   (bbox centre at the origin, longest side 1), sampled once with a generator seeded from the shoe ID
   (``engine.cache.point_seed``) — the same points in every run. Training uses the first
@@ -22,11 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from engine.config import UserError
-from engine.geometry.camera import VIEW_NAMES
+from engine.data.views import load_views_tensor
 from engine.geometry.chamfer import PointTree
 
 
@@ -65,29 +66,6 @@ class ShoeSet:
         return [pos[i] for i in ids]
 
 
-def batch_views(views_u8: torch.Tensor, device="cpu") -> torch.Tensor:
-    """uint8 (B, 4, 4, S, S) -> float32 in [0, 1] on ``device``."""
-    return views_u8.to(device=device, dtype=torch.float32).div_(255.0)
-
-
-def stack_views(views: dict[str, np.ndarray], image_size: int) -> torch.Tensor:
-    """``{name: (S, S, 4) uint8 RGBA}`` (``photos.load_photo`` output) -> uint8 (4, 4, S, S) in ``VIEW_NAMES``
-    order, RGBA channels, missing views zero. Training and inference (``engine.infer``) both stack here."""
-    stack = np.zeros((len(VIEW_NAMES), image_size, image_size, 4), np.uint8)
-    for k, name in enumerate(VIEW_NAMES):
-        if name in views:
-            stack[k] = views[name]
-    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()  # (4, 4, S, S)
-
-
-def load_views_tensor(shoe, image_size: int) -> torch.Tensor:
-    """A shoe's views (a ``Shoe`` or a folder of ``<view>.png``) as uint8 (4, 4, S, S): ``VIEW_NAMES``
-    order, RGBA channels, missing views zero."""
-    from engine.data.layout import load_views
-
-    return stack_views(load_views(shoe, size=image_size), image_size)
-
-
 def gt_surface_points(obj_path: Path, shoe_id: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points and face normals on the normalised GT mesh of ``obj_path``, seeded by the shoe ID.
 
@@ -106,30 +84,15 @@ def gt_surface_points(obj_path: Path, shoe_id: str, n: int) -> tuple[torch.Tenso
 
 
 def _teacher_targets(cache_dir: Path | None, meta: dict | None, shoe, n: int, log) -> tuple | None:
-    """(points, normals) (n, 3) of the shoe's usable cache entry, else None (with a log line why)."""
-    from engine.cache import fingerprint, load_entry
+    """(points, normals) (n, 3) of the shoe's usable cache entry (``cache.usable_entry``), else None
+    (with a log line why)."""
+    from engine.cache import usable_entry
 
     if cache_dir is None:
         return None
-    entry = (meta.get("entries") or {}).get(shoe.id)
-    if entry is None:
-        log(f"{shoe.id}: not in the teacher cache")
-        return None
-    if entry.get("status") != "ok":
-        log(f"{shoe.id}: teacher entry failed ({entry.get('error') or 'no error text'})")
-        return None
-    try:
-        fp = fingerprint(meta.get("teacher"), meta.get("teacher_settings"), shoe.view_paths)
-    except OSError as exc:
-        log(f"{shoe.id}: views unreadable for the cache fingerprint ({exc})")
-        return None
-    if entry.get("fingerprint") != fp:
-        log(f"{shoe.id}: teacher entry is stale (images or settings changed since the cache was built)")
-        return None
-    try:
-        data = load_entry(cache_dir, shoe.id)
-    except UserError as exc:
-        log(f"{shoe.id}: teacher entry unusable ({exc})")
+    data, why = usable_entry(cache_dir, meta, shoe)
+    if data is None:
+        log(f"{shoe.id}: {why}")
         return None
     return data["points"][:n].contiguous(), data["normals"][:n].contiguous()
 

@@ -11,8 +11,9 @@ from engine import runs
 from engine.config import UserError
 from engine.data import layout
 from engine.evaluate.compare import compare_photos, compare_shoe, legend, worst_shoes
-from engine.evaluate.mesh_eval import METRICS, checkpoint_path
+from engine.evaluate.mesh_eval import METRICS
 from engine.geometry.camera import VIEW_NAMES
+from engine.students.checkpoint import checkpoint_path
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
 from studio.components import error_text, is_finished, photo_upload, progress_html, refused, start_job
