@@ -32,9 +32,10 @@ def _data_sample(args: argparse.Namespace) -> int:
     from engine.data.sample_shoes import build_sample
 
     out = Path(args.out) if args.out else sample_root()
-    result = build_sample(CliProgress(quiet=args.quiet), out, count=args.count, seed=args.seed)
+    result = build_sample(CliProgress(quiet=args.quiet), out, count=args.count, seed=args.seed, gt=args.gt)
     print(f"sample: {result['built']} built, {result['skipped']} already there, "
-          f"{result['count']} shoes (seed {result['seed']}) in {result['out']} ({result['seconds']:.1f} s)")
+          f"{result['count']} shoes (seed {result['seed']}, GT for {result['gt']}, the rest photo-only) "
+          f"in {result['out']} ({result['seconds']:.1f} s)")
     return 0
 
 
@@ -65,6 +66,8 @@ def register(sub) -> None:
     p = data_sub.add_parser("sample", help="build the procedural sample dataset (resumes if interrupted)")
     p.add_argument("--count", type=int, default=101, help="number of shoes (default 101)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--gt", type=int, default=None,
+                   help="keep the GT mesh of the first N shoes only; the rest are photo-only (default: all)")
     p.add_argument("--out", default=None, help="output folder (default $DS_DATA/sample)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_data_sample)

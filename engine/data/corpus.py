@@ -43,6 +43,7 @@ from engine.jobs import NULL_CONTEXT
 CORPUS_STREAM = 0x7EAC4E  # first entropy word of every corpus shoe: never a sample stream
 FAMILIES: tuple[str, ...] = ("sneaker", "high-top", "boot", "slip-on", "chunky", "heel", "sandal")
 PART_SIZE = 32
+PART_KEYS = ("views", "query", "inside", "surface")
 N_SURFACE = 4000
 GENERATOR = "engine.data.corpus/1"
 
@@ -150,6 +151,19 @@ def render_shoe(params: ShoeParams, image_size: int):
     return mesh, torch.from_numpy(np.stack([images[n] for n in VIEW_NAMES])).permute(0, 3, 1, 2).contiguous()
 
 
+def corpus_shoe(params: ShoeParams, seed: int, index: int, image_size: int, n_query: int) -> dict:
+    """One stored corpus shoe ``{views, query, inside, surface}`` (see the module docstring); the same
+    arguments give the same tensors, so a held-out shoe can be rebuilt to check a recorded figure."""
+    import torch
+
+    mesh, views = render_shoe(params, image_size)
+    rng = np.random.default_rng([CORPUS_STREAM, int(seed), int(index)])
+    q = query_points(mesh, rng, n_query)
+    return {"views": views, "query": torch.from_numpy(q),
+            "inside": torch.from_numpy(inside(params, mesh.metadata["frame"], q)),
+            "surface": torch.from_numpy(_surface(mesh, rng, N_SURFACE)[0].astype(np.float32))}
+
+
 def build_corpus(ctx, out: Path, families=FAMILIES, count: int = 1024, seed: int = 0, image_size: int = 256,
                  n_query: int = 12288) -> dict:
     """Write the teacher corpus (see the module docstring) and return ``{out, count, parts, seconds}``.
@@ -180,21 +194,14 @@ def build_corpus(ctx, out: Path, families=FAMILIES, count: int = 1024, seed: int
         path = out / f"part-{k:04d}.pt"
         if path.is_file():
             continue
-        views, queries, labels, surfaces = [], [], [], []
+        items = []
         for j, (_family, p) in enumerate(part):
             ctx.check_cancelled()
-            mesh, v = render_shoe(p, image_size)
-            rng = np.random.default_rng([CORPUS_STREAM, int(seed), k * PART_SIZE + j])
-            q = query_points(mesh, rng, n_query)
-            views.append(v)
-            queries.append(torch.from_numpy(q))
-            labels.append(torch.from_numpy(inside(p, mesh.metadata["frame"], q)))
-            surfaces.append(torch.from_numpy(_surface(mesh, rng, N_SURFACE)[0].astype(np.float32)))
+            items.append(corpus_shoe(p, seed, k * PART_SIZE + j, image_size, n_query))
             done = k * PART_SIZE + j + 1
             rate = (time.perf_counter() - t0) / max(built * PART_SIZE + j + 1, 1)
             ctx.progress(done / count, f"corpus shoe {done}/{count} · ETA {rate * (count - done):.0f} s")
-        storage.torch_save(path, {"views": torch.stack(views), "query": torch.stack(queries),
-                                  "inside": torch.stack(labels), "surface": torch.stack(surfaces)})
+        storage.torch_save(path, {key: torch.stack([it[key] for it in items]) for key in PART_KEYS})
         built += 1
     storage.write_json(meta_path, {"settings": settings, "parts": len(parts), "complete": True})
     seconds = round(time.perf_counter() - t0, 1)

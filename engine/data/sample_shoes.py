@@ -243,14 +243,19 @@ def shoe_id(index: int, count: int) -> str:
     return f"shoe_{index:0{max(3, len(str(count - 1)))}d}"
 
 
-def build_sample(ctx, out: Path, count: int = 101, seed: int = 0) -> dict:
+def build_sample(ctx, out: Path, count: int = 101, seed: int = 0, gt: int | None = None) -> dict:
     """Write ``count`` procedural shoes into the dataset layout under ``out``.
 
     ``out/OBJs/shoe_000.obj`` … (normalised GT with vertex colours) and
     ``out/input_images/shoe_000/{front,left,back,right}.png`` (rendered by ``engine.data.render``),
-    plus ``out/sample.json`` (generator, count, seed, parameters per shoe, ``complete``). Shoes whose
-    five files already exist are skipped, so a killed build resumes; a folder built with another seed
-    is refused. Returns ``{"out", "count", "seed", "built", "skipped", "seconds", "seconds_generate",
+    plus ``out/sample.json`` (generator, count, seed, gt, parameters per shoe, ``complete``). Shoes whose
+    files already exist are skipped, so a killed build resumes; a folder built with another seed or GT
+    count is refused.
+
+    ``gt``: keep the ground-truth OBJ of the first ``gt`` shoes only (None = all): the "few scans, many
+    photos" case — the others are photo-only shoes that a student can learn from through a teacher alone.
+
+    Returns ``{"out", "count", "seed", "gt", "built", "skipped", "seconds", "seconds_generate",
     "seconds_render"}`` (generate = field + marching cubes; render = four views + PNG/OBJ writes).
     """
     from engine import storage
@@ -263,11 +268,15 @@ def build_sample(ctx, out: Path, count: int = 101, seed: int = 0) -> dict:
         raise UserError(f"sample count must be between 1 and 100000 (got {count})")
     meta_path = out / "sample.json"
     old = storage.read_json(meta_path)
-    if old is not None and (old.get("seed") != seed or old.get("generator") != GENERATOR):
-        raise UserError(f"{meta_path} was built with seed {old.get('seed')} by {old.get('generator')}; "
-                        "use another --out folder or delete it first")
+    if gt is not None and not 0 <= int(gt) <= int(count):
+        raise UserError(f"--gt must be between 0 and the count {count} (got {gt})")
+    n_gt = int(count) if gt is None else int(gt)
+    if old is not None and (old.get("seed") != seed or old.get("generator") != GENERATOR
+                            or old.get("gt", old.get("count")) != n_gt):
+        raise UserError(f"{meta_path} was built with seed {old.get('seed')} and GT for {old.get('gt', old.get('count'))} "
+                        f"shoes by {old.get('generator')}; use another --out folder or delete it first")
     params = [ShoeParams.sample(seed, i) for i in range(count)]
-    meta = {"generator": GENERATOR, "count": count, "seed": seed, "complete": False,
+    meta = {"generator": GENERATOR, "count": count, "seed": seed, "gt": n_gt, "complete": False,
             "shoes": {shoe_id(i, count): dataclasses.asdict(p) for i, p in enumerate(params)}}
     storage.write_json(meta_path, meta)
     t0, built, skipped = time.perf_counter(), 0, 0
@@ -277,7 +286,8 @@ def build_sample(ctx, out: Path, count: int = 101, seed: int = 0) -> dict:
         sid = shoe_id(i, count)
         obj = out / "OBJs" / f"{sid}.obj"
         views = {n: out / "input_images" / sid / f"{n}.png" for n in VIEW_NAMES}
-        if obj.is_file() and all(v.is_file() for v in views.values()):
+        keep_gt = i < n_gt
+        if (obj.is_file() or not keep_gt) and all(v.is_file() for v in views.values()):
             skipped += 1
         else:
             t1 = time.perf_counter()
@@ -286,13 +296,16 @@ def build_sample(ctx, out: Path, count: int = 101, seed: int = 0) -> dict:
             images = render_views(mesh.vertices, mesh.faces, mesh.visual.vertex_colors)
             for name, path in views.items():
                 storage.write_bytes(path, png_bytes(images[name]))
-            storage.write_bytes(obj, mesh_to_obj_bytes(mesh.vertices, mesh.faces, mesh.visual.vertex_colors, GENERATOR))
+            if keep_gt:
+                storage.write_bytes(obj, mesh_to_obj_bytes(mesh.vertices, mesh.faces, mesh.visual.vertex_colors,
+                                                           GENERATOR))
             t_generate, t_render = t_generate + t2 - t1, t_render + time.perf_counter() - t2
             built += 1
         ctx.progress((i + 1) / count, f"{sid} ({built} built, {skipped} already there)")
     meta["complete"] = True
     storage.write_json(meta_path, meta)
     seconds = round(time.perf_counter() - t0, 3)
-    ctx.log(f"sample: {built} shoes built, {skipped} already there, {seconds:.1f} s -> {out}")
-    return {"out": str(out), "count": count, "seed": seed, "built": built, "skipped": skipped, "seconds": seconds,
+    ctx.log(f"sample: {built} shoes built, {skipped} already there, GT for {n_gt}, {seconds:.1f} s -> {out}")
+    return {"out": str(out), "count": count, "seed": seed, "gt": n_gt, "built": built, "skipped": skipped,
+            "seconds": seconds,
             "seconds_generate": round(t_generate, 3), "seconds_render": round(t_render, 3)}
