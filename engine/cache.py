@@ -381,3 +381,9 @@ def cache_summary(cache_dir: Path) -> dict:
         "failures": [{"id": k, "error": e.get("error")} for k, e in sorted(entries.items()) if e.get("status") != "ok"],
         "updated": meta.get("updated"),
     }
+
+
+def list_caches(root: Path) -> list[str]:
+    """Names of the teacher caches under ``root`` (folders holding a ``metadata.json``), sorted."""
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir() if (p / METADATA).is_file()) if root.is_dir() else []

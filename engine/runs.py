@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import storage
-from engine.config import UserError, runs_root
+from engine.config import UserError, runs_root, validate_id
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 
@@ -37,10 +36,9 @@ def new_run_id(kind: str) -> str:
 
 
 def run_dir(run_id: str, root: Path | None = None) -> Path:
-    """Folder of ``run_id`` under ``root`` (default: the runs root). Rejects IDs like ``../x``."""
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
-        raise UserError(f"bad run ID {run_id!r}: use 1-80 characters from A-Z a-z 0-9 _ -")
-    return Path(root or runs_root()) / run_id
+    """Folder of ``run_id`` under ``root`` (default: the runs root). The ID rule is the one of every ID
+    (``engine.config.validate_id``), so IDs like ``../x`` are refused."""
+    return Path(root or runs_root()) / validate_id(run_id, "run ID")
 
 
 def create_run(kind: str, config: dict[str, Any], root: Path | None = None, run_id: str | None = None) -> Path:

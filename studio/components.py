@@ -6,6 +6,10 @@ import time
 
 import gradio as gr
 
+from engine import runs
+
+TRAIN_KIND = "train3d"  # the run kind of 3D training runs (engine.cli.train.KIND)
+
 
 def photo_upload(**kwargs) -> gr.Image:
     """A ``gr.Image(type="filepath")`` whose upload always reaches the handler.
@@ -30,11 +34,6 @@ def photo_upload(**kwargs) -> gr.Image:
     return image
 
 
-def planned(what: str, issue: str) -> gr.Markdown:
-    """The honest placeholder for a tab whose capability has not landed yet: says what it will do."""
-    return gr.Markdown(f"**Not available yet** ({issue}).\n\nThis tab will {what}", elem_classes=["planned"])
-
-
 def error_text(exc: BaseException) -> str:
     """One line for the UI from an engine error."""
     return f"⚠️ {str(exc).strip() or type(exc).__name__}"
@@ -50,7 +49,7 @@ def progress_html(snap: dict | None, idle: str = "") -> str:
     if state == "running" and snap.get("started") and 0.02 < pct < 100:
         elapsed = time.time() - snap["started"]
         remaining = elapsed * (100 - pct) / pct
-        eta = f" · ETA {format_seconds(remaining)}"
+        eta = f" · ETA {runs.format_duration(remaining)}"
     msg = snap.get("error") if state == "failed" else snap.get("message", "")
     color = {"failed": "#dc2626", "cancelled": "#9ca3af", "succeeded": "#16a34a"}.get(state, "#2563eb")
     return (f"<div class='job-progress' data-state='{state}'>"
@@ -59,9 +58,19 @@ def progress_html(snap: dict | None, idle: str = "") -> str:
             f"<small><b>{html.escape(state)}</b> · {pct:.0f}%{eta} · {html.escape(str(msg or ''))}</small></div>")
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+def run_ids(studio, kind: str) -> list[str]:
+    """IDs of the runs of ``kind`` under the studio's runs root, newest first."""
+    return [r["id"] for r in runs.list_runs(studio.runs_root, studio.runner.live_ids()) if r["kind"] == kind]
+
+
+def run_picker(studio, elem_id: str, kind: str = TRAIN_KIND) -> tuple[gr.Dropdown, gr.Radio]:
+    """A row's start for tabs that work on a finished training run: the run (with a refresh button that
+    re-lists the runs) and the checkpoint (best / last). The caller may add more to the same row."""
+    run = gr.Dropdown(choices=run_ids(studio, kind), label="Run", allow_custom_value=True, elem_id=elem_id)
+    refresh = gr.Button("↻ runs", scale=0)
+    ckpt = gr.Radio(["best", "last"], value="best", label="Checkpoint")
+    refresh.click(lambda: gr.update(choices=run_ids(studio, kind)), outputs=[run])
+    return run, ckpt
 
 
 def is_finished(snap: dict | None) -> bool:

@@ -89,13 +89,14 @@ def _checkpoints(folder: Path, marker: Path, train_cfg: dict) -> None:
     from engine import storage
     from engine.students.mesh_student import MeshStudent, StudentConfig
     from engine.students.checkpoint import save_checkpoint
-    from engine.train.vae import DEFAULTS, _checkpoint, build_models
+    from engine.students.vae_checkpoint import build_models, checkpoint_dict
+    from engine.train.vae import DEFAULTS
 
     folder.mkdir()
     torch.manual_seed(0)
     save_checkpoint(folder / "mesh.pt", MeshStudent(StudentConfig.from_dict(TINY)), None, train_cfg, 1, None, None, {})
     t, s, p = build_models({**DEFAULTS, "teacher_latent_dim": 8, "student_latent_dim": 8, "student_base_channels": 4})
-    storage.torch_save(folder / "vae.pth", _checkpoint({"teacher": t, "student": s, "projector": p}, DEFAULTS))
+    storage.torch_save(folder / "vae.pth", checkpoint_dict({"teacher": t, "student": s, "projector": p}, DEFAULTS))
     (folder / "junk.pt").write_bytes(random.Random(2).randbytes(5000))
     torch.save({"state_dict": _WritesAMarker(marker)}, folder / "evil.pt")
     (folder / "evil_raw.pt").write_bytes(pickle.dumps(_WritesAMarker(marker)))

@@ -128,6 +128,13 @@ def load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ``UserError`` naming the file when it is missing, unreadable, truncated (OBJ), has no faces, face
     indices out of range, non-finite coordinates, zero extent or zero total area.
     """
+    vertices, faces, _ = load_colored_mesh(path)
+    return vertices, faces
+
+
+def load_colored_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``load_mesh`` plus the per-vertex colours as trimesh reads them ((V, 4) uint8 RGBA: an OBJ's
+    ``v x y z r g b`` lines, else trimesh's default colour), or None; one parse of the file."""
     import trimesh
 
     path = Path(path)
@@ -156,7 +163,9 @@ def load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
     if not area > 1e-12 * extent.max() ** 2:
         raise UserError(f"{path.name}: degenerate mesh (zero surface area)")
-    return vertices.astype(np.float32), faces
+    colors = getattr(getattr(mesh, "visual", None), "vertex_colors", None)  # trimesh's default colour if none stored
+    colors = np.asarray(colors) if colors is not None and len(colors) == len(vertices) else None
+    return vertices.astype(np.float32), faces, colors
 
 
 def load_views(shoe_or_dir, names=VIEW_NAMES, size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:

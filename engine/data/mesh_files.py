@@ -71,3 +71,13 @@ def simplify(vertices, faces, target_faces: int) -> tuple[np.ndarray, np.ndarray
 
     m = trimesh.Trimesh(v, f, process=False).simplify_quadric_decimation(face_count=int(target_faces))
     return np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int64)
+
+
+def prepare_download(ctx, vertices, faces, out_dir: Path, stem: str, fmt: str = "glb", target_faces: int = 0) -> str:
+    """A job: the mesh, decimated to about ``target_faces`` faces when that is > 0 (``simplify``), written
+    as ``<out_dir>/<stem>-<faces>.<fmt>``; returns the file's path."""
+    if fmt not in DOWNLOAD_FORMATS:
+        raise UserError(f"unknown mesh format {fmt!r}; choose one of {', '.join(DOWNLOAD_FORMATS)}")
+    ctx.progress(0.1, f"simplifying to {target_faces} faces" if target_faces else f"writing {fmt}")
+    v, f = simplify(vertices, faces, int(target_faces)) if target_faces else (vertices, faces)
+    return str(write_mesh(Path(out_dir) / f"{stem}-{len(f)}.{fmt}", v, f))

@@ -194,3 +194,8 @@ def teacher_availability() -> list[dict[str, Any]]:
             available, reason = False, f"availability check failed: {type(exc).__name__}: {exc}"
         rows.append({"name": name, "available": bool(available), "reason": str(reason)})
     return rows
+
+
+def availability_markdown() -> str:
+    """``teacher_availability`` as a Markdown list (one line per teacher: ✅ / ⛔ and the reason)."""
+    return "\n".join(f"- `{r['name']}`: {'✅' if r['available'] else '⛔'} {r['reason']}" for r in teacher_availability())

@@ -6,16 +6,11 @@ import gradio as gr
 from engine import cache
 from engine.config import UserError, validate_id
 from engine.data import layout
-from engine.teachers.base import PRESETS, TeacherSettings, teacher_availability, teacher_names
+from engine.teachers.base import PRESETS, TeacherSettings, availability_markdown, teacher_names
 from studio.components import error_text, is_finished, progress_html
 from studio.context import Studio
 
 FAIL_HEADERS = ["shoe", "error"]
-
-
-def list_caches(studio: Studio) -> list[str]:
-    root = studio.cache_root
-    return sorted(p.name for p in root.iterdir() if (p / cache.METADATA).is_file()) if root.is_dir() else []
 
 
 def summary_md(studio: Studio, name: str) -> tuple[str, list[list]]:
@@ -37,16 +32,12 @@ def summary_md(studio: Studio, name: str) -> tuple[str, list[list]]:
     return "\n\n".join(lines), [[f["id"], f["error"]] for f in s["failures"]]
 
 
-def availability_md() -> str:
-    return "\n".join(f"- `{r['name']}`: {'✅' if r['available'] else '⛔'} {r['reason']}" for r in teacher_availability())
-
-
 def build(studio: Studio) -> None:
     gr.Markdown("Offline distillation: the teacher runs once per shoe; its mesh and 10,000 surface points are "
                 f"cached under `{studio.cache_root}/<name>/`. A build skips shoes that are up to date, rebuilds "
                 "stale ones (teacher, settings or photos changed), records failures and carries on; "
                 "**Build** again after a stop or a restart resumes where it left off.")
-    gr.Markdown(availability_md())
+    gr.Markdown(availability_markdown())
     with gr.Row():
         dataset = gr.Dropdown(choices=layout.list_datasets(studio.data_root), label="Dataset",
                               allow_custom_value=True, elem_id="cache-dataset")
@@ -58,7 +49,8 @@ def build(studio: Studio) -> None:
     with gr.Row():
         start = gr.Button("Build / Resume", variant="primary", elem_id="cache-build")
         stop = gr.Button("Cancel", variant="stop")
-        existing = gr.Dropdown(choices=list_caches(studio), label="Existing caches", allow_custom_value=True)
+        existing = gr.Dropdown(choices=cache.list_caches(studio.cache_root), label="Existing caches",
+                               allow_custom_value=True)
     progress = gr.HTML(elem_id="cache-progress")
     summary = gr.Markdown(elem_id="cache-summary")
     failures = gr.Dataframe(headers=FAIL_HEADERS, interactive=False, wrap=True, label="Failures")
@@ -92,7 +84,8 @@ def build(studio: Studio) -> None:
         md, rows = summary_md(studio, state["cache"])
         if not is_finished(snap):
             return state, progress_html(snap), md, rows, keep, keep
-        return None, progress_html(snap), md, rows, gr.update(choices=list_caches(studio)), gr.Timer(active=False)
+        caches = gr.update(choices=cache.list_caches(studio.cache_root))
+        return None, progress_html(snap), md, rows, caches, gr.Timer(active=False)
 
     def do_cancel(state):
         if state:

@@ -16,9 +16,9 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.students.checkpoint import checkpoint_path
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, is_finished, photo_upload, progress_html, refused, start_job
+from studio.components import (error_text, is_finished, photo_upload, progress_html, refused, run_picker,
+                               start_job)
 from studio.context import Studio
-from studio.tabs.train3d import run_picker
 
 CAMERA = (90, 70, 2.2)  # (alpha, beta, radius): the same for the three viewers; meshes are normalised
 VIEWERS = ("teacher", "student", "gt")

@@ -34,21 +34,12 @@ def shoe_preview(studio: Studio, dataset: str, shoe_id: str):
         gallery = [(img, name) for name, img in views.items()]
         glb, note = None, "photo-only shoe: no ground-truth mesh"
         if shoe.has_gt:
-            v, f = layout.load_mesh(shoe.obj_path)
-            glb = str(viewer_glb(studio.scratch, v, f, _obj_colors(shoe.obj_path, len(v)), name=f"gt-{shoe.id}"))
+            v, f, colors = layout.load_colored_mesh(shoe.obj_path)  # one parse: mesh and colours
+            glb = str(viewer_glb(studio.scratch, v, f, colors, name=f"gt-{shoe.id}"))
             note = f"{shoe.id}: {len(v)} vertices, {len(f)} faces (normalised: bbox centre 0, longest side 1)"
         return gallery, glb, note
     except UserError as exc:
         return [], None, error_text(exc)
-
-
-def _obj_colors(path, n):
-    """Per-vertex colours stored in an OBJ's ``v x y z r g b`` lines, or None."""
-    import trimesh
-
-    mesh = trimesh.load(path, force="mesh", process=False)
-    colors = getattr(mesh.visual, "vertex_colors", None)
-    return colors if colors is not None and len(colors) == n else None
 
 
 def build(studio: Studio) -> None:

@@ -11,9 +11,8 @@ from engine.config import UserError
 from engine.evaluate.compare import compare_photos
 from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME, export_student
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import is_finished, photo_upload, progress_html, refused, start_job
+from studio.components import is_finished, photo_upload, progress_html, refused, run_picker, start_job
 from studio.context import Studio
-from studio.tabs.train3d import run_picker
 
 
 def _table(rows: list[dict], columns: tuple[str, ...]) -> dict:

@@ -5,22 +5,19 @@ import gradio as gr
 
 from engine.config import UserError
 from engine.data import layout
-from engine.data.mesh_files import DOWNLOAD_FORMATS, simplify, write_mesh
+from engine.data.mesh_files import DOWNLOAD_FORMATS, prepare_download
 from engine.geometry.camera import VIEW_NAMES
-from engine.teachers.base import PRESETS, teacher_availability, teacher_names
+from engine.teachers.base import PRESETS, availability_markdown, teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, is_finished, photo_upload, progress_html
+from engine.progress import NULL_CONTEXT
+from studio.components import error_text, is_finished, photo_upload, progress_html, refused, start_job
 from studio.context import Studio
-
-
-def _availability() -> str:
-    return "\n".join(f"- `{r['name']}`: {'✅' if r['available'] else '⛔'} {r['reason']}" for r in teacher_availability())
 
 
 def build(studio: Studio) -> None:
     gr.Markdown("Run a teacher once and look at what it makes. Photos: RGBA PNGs whose alpha is the mask, or "
                 "photos on a plain background; views follow the studio's camera convention (front looks at the toe).")
-    gr.Markdown(_availability())
+    gr.Markdown(availability_markdown())
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Tab("Dataset shoe"):
@@ -50,7 +47,7 @@ def build(studio: Studio) -> None:
                 faces = gr.Number(value=0, precision=0, minimum=0, label="simplify to N faces (0 = keep)")
                 dl_btn = gr.Button("Prepare download")
             download = gr.File(label="Download", elem_id="teacher-download")
-    job = gr.State(None)
+    job = gr.State(None)  # {"id", "what": "generate"}: kept after the job ends (downloads start from it)
     timer = gr.Timer(1.0, active=False)
 
     def shoes_of(ds):
@@ -68,37 +65,37 @@ def build(studio: Studio) -> None:
                 paths = {name: f for name, f in zip(VIEW_NAMES, files) if f}
             settings = {"preset": p, "seed": int(sd or 0),
                         "octree_resolution": int(octr) if octr else None}
-            job_id = studio.runner.submit(run_teacher, kind="teacher", with_run=False, teacher=t,
-                                          settings=settings, view_paths=paths, out_dir=studio.scratch)
         except (UserError, ValueError, TypeError) as exc:
-            return None, error_text(exc), gr.Timer(active=False)
-        return job_id, progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
+            return refused(exc)
+        return start_job(studio.runner, run_teacher, "teacher", "generate", teacher=t, settings=settings,
+                         view_paths=paths, out_dir=studio.scratch)
 
-    def poll(job_id):
-        keep = gr.update()
-        snap = studio.runner.get(job_id) if job_id else None
-        if not is_finished(snap):
-            return progress_html(snap), keep, keep, keep
-        if snap["state"] != "succeeded":
-            return progress_html(snap), keep, keep, gr.Timer(active=False)
-        res = studio.runner.result(job_id)
-        return progress_html(snap), res["glb"], res["stats"], gr.Timer(active=False)
+    def poll(state):
+        snap = studio.runner.get(state["id"]) if state else None
+        out = {progress: progress_html(snap)}
+        if snap is not None and not is_finished(snap):
+            return out
+        out[timer] = gr.Timer(active=False)
+        if snap and snap["state"] == "succeeded":
+            res = studio.runner.result(state["id"])
+            out.update({model3d: res["glb"], stats: res["stats"]})
+        return out
 
-    def prepare(job_id, fm, n):
-        snap = studio.runner.get(job_id) if job_id else None
+    def prepare(state, fm, n):
+        snap = studio.runner.get(state["id"]) if state else None
         if not snap or snap["state"] != "succeeded":
             return None
-        res = studio.runner.result(job_id)
-        try:
-            v, f = (simplify(res["vertices"], res["faces"], int(n)) if n else (res["vertices"], res["faces"]))
-            return str(write_mesh(studio.scratch / f"teacher-{job_id}-{len(f)}.{fm}", v, f))
-        except UserError as exc:
+        res = studio.runner.result(state["id"])
+        try:  # the engine decimates and writes; a few hundred ms for a teacher mesh
+            return prepare_download(NULL_CONTEXT, res["vertices"], res["faces"], studio.scratch,
+                                    f"teacher-{state['id']}", fm, int(n or 0))
+        except (UserError, ValueError, TypeError) as exc:
             gr.Warning(error_text(exc))
             return None
 
     dataset.change(shoes_of, inputs=[dataset], outputs=[shoe])
     go.click(start, inputs=[source, dataset, shoe, teacher, preset, octree, seed, *uploads],
              outputs=[job, progress, timer], api_name="teacher_generate")
-    stop.click(lambda j: studio.runner.cancel(j) if j else None, inputs=[job])
+    stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     timer.tick(poll, inputs=[job], outputs=[progress, model3d, stats, timer], show_progress="hidden")
     dl_btn.click(prepare, inputs=[job, fmt, faces], outputs=[download], api_name="teacher_download")

@@ -10,10 +10,10 @@ from engine.data import layout
 from engine.evaluate.mesh_eval import evaluate_run, format_markdown
 from engine.train.distill3d import train_student
 from engine.train.schedules import SCHEDULE_NAMES, SCHEDULES
-from studio.components import error_text, is_finished, progress_html
+from engine.cache import list_caches
+from studio.components import error_text, is_finished, progress_html, run_ids
 from studio.context import Studio
 from studio.plots import history_figure
-from studio.tabs.cache import list_caches
 
 KIND = "train3d"
 STEP_KEYS = ["loss", "cd_teacher", "cd_gt", "edge", "smooth"]
@@ -21,17 +21,7 @@ EPOCH_KEYS = ["alpha", "val_cd_l1"]
 
 
 def train_runs(studio: Studio) -> list[str]:
-    return [r["id"] for r in runs.list_runs(studio.runs_root, studio.runner.live_ids()) if r["kind"] == KIND]
-
-
-def run_picker(studio: Studio, elem_id: str) -> tuple[gr.Dropdown, gr.Radio]:
-    """A row's start for tabs that work on a finished training run: the run (with a refresh button that
-    re-lists the runs) and the checkpoint (best / last). The caller may add more to the same row."""
-    run = gr.Dropdown(choices=train_runs(studio), label="Run", allow_custom_value=True, elem_id=elem_id)
-    refresh = gr.Button("↻ runs", scale=0)
-    ckpt = gr.Radio(["best", "last"], value="best", label="Checkpoint")
-    refresh.click(lambda: gr.update(choices=train_runs(studio)), outputs=[run])
-    return run, ckpt
+    return run_ids(studio, KIND)
 
 
 def figures(studio: Studio, run_id: str | None):
@@ -68,7 +58,7 @@ def build(studio: Studio) -> None:
     with gr.Row():
         dataset = gr.Dropdown(choices=layout.list_datasets(studio.data_root), label="Dataset", allow_custom_value=True,
                               elem_id="train-dataset")
-        cache = gr.Dropdown(choices=list_caches(studio), label="Teacher cache", allow_custom_value=True,
+        cache = gr.Dropdown(choices=list_caches(studio.cache_root), label="Teacher cache", allow_custom_value=True,
                             elem_id="train-cache")
         schedule = gr.Radio(list(SCHEDULE_NAMES), value="default", label="α schedule")
         a0 = gr.Number(value=0.9, label="α start (custom)")
