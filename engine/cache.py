@@ -4,7 +4,10 @@ Layout (``cache_dir``)::
 
     <shoe_id>.pt         tensors only: vertices (V, 3) float32, faces (F, 3) int64,
                          points (10000, 3) float32, normals (10000, 3) float32 (area-uniform surface
-                         samples and their face normals, seeded from the shoe ID: deterministic)
+                         samples and their face normals, seeded from the shoe ID: deterministic),
+                         optionally features float16 (the teacher's intermediate features read through
+                         a forward hook: occupancy teacher (4, C, 8, 8) per-view maps; Hunyuan (T, C)
+                         image tokens)
     metadata.json        {teacher, settings, teacher_settings, config, data_root, n_points, updated,
                          entries: {id: {status ok|failed, seconds, error, fingerprint, config, bytes,
                          vertices, faces, cd_l1, fscore@1%, updated}}}
@@ -39,6 +42,7 @@ N_POINTS = 10_000
 METADATA = "metadata.json"
 SHARD_GLOB = "metadata.rank*.json"
 ENTRY_KEYS = ("vertices", "faces", "points", "normals")
+FEATURES = "features"  # optional: the teacher's intermediate features, float16 (feature-level distillation)
 
 
 def entry_path(cache_dir: Path, shoe_id: str) -> Path:
@@ -68,8 +72,11 @@ def fingerprint(teacher: str, teacher_settings: dict, view_paths: dict[str, Path
     return h.hexdigest()
 
 
-def make_entry(vertices, faces, shoe_id: str) -> dict:
-    """The tensors stored for one shoe (see the module docstring for keys and shapes)."""
+def make_entry(vertices, faces, shoe_id: str, features=None) -> dict:
+    """The tensors stored for one shoe (see the module docstring for keys and shapes); ``features``
+    (the teacher's intermediate features, any shape) are stored as float16 when given. ``UserError``
+    when they are not finite (the entry is then recorded failed)."""
+    import numpy as np
     import torch
 
     from engine.geometry.mesh import sample_points
@@ -78,7 +85,13 @@ def make_entry(vertices, faces, shoe_id: str) -> dict:
     f = torch.as_tensor(faces, dtype=torch.int64).contiguous()  # (F, 3)
     gen = torch.Generator().manual_seed(point_seed(shoe_id))
     points, normals = sample_points(v, f, N_POINTS, generator=gen)  # (N, 3) each
-    return {"vertices": v, "faces": f, "points": points.float().contiguous(), "normals": normals.float().contiguous()}
+    entry = {"vertices": v, "faces": f, "points": points.float().contiguous(), "normals": normals.float().contiguous()}
+    if features is not None:
+        feats = torch.as_tensor(np.asarray(features, np.float32))
+        if not bool(torch.isfinite(feats).all()) or not bool(torch.isfinite(feats.half()).all()):
+            raise UserError("the teacher's features contain NaN or inf (or overflow float16)")
+        entry[FEATURES] = feats.half().contiguous()
+    return entry
 
 
 def load_entry(cache_dir: Path, shoe_id: str) -> dict:
@@ -87,7 +100,7 @@ def load_entry(cache_dir: Path, shoe_id: str) -> dict:
 
     path = entry_path(cache_dir, shoe_id)
     data = storage.torch_load(path)
-    if not isinstance(data, dict) or sorted(data) != sorted(ENTRY_KEYS):
+    if not isinstance(data, dict) or sorted(k for k in data if k != FEATURES) != sorted(ENTRY_KEYS):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path.name}: corrupt cache entry (keys {keys}, expected {', '.join(ENTRY_KEYS)})")
     want = {"vertices": (torch.float32, None), "faces": (torch.int64, None),
@@ -103,6 +116,10 @@ def load_entry(cache_dir: Path, shoe_id: str) -> dict:
     f = data["faces"]
     if int(f.min()) < 0 or int(f.max()) >= len(data["vertices"]):
         raise UserError(f"{path.name}: corrupt cache entry (face indices out of range)")
+    feats = data.get(FEATURES)
+    if feats is not None and (not isinstance(feats, torch.Tensor) or feats.dtype != torch.float16
+                              or not bool(torch.isfinite(feats).all())):
+        raise UserError(f"{path.name}: corrupt cache entry (features are not finite float16)")
     return data
 
 
@@ -166,21 +183,26 @@ def _gt_metrics(shoe, vertices, faces) -> dict:
     return {"cd_l1": round(float(m["cd_l1"]), 6), "fscore@1%": round(float(m["fscore@1%"]), 6)}
 
 
-def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: str) -> dict:
+def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: str, features: bool = False) -> dict:
     """Run the teacher on one shoe and write its entry file; returns its metadata record."""
     from engine.data.layout import load_views
     from engine.teachers.base import TeacherUnavailable
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"status": "failed", "fingerprint": fp, "config": key, "error": None, "bytes": 0,
-                              "vertices": None, "faces": None, "cd_l1": None, "fscore@1%": None}
+                              "vertices": None, "faces": None, "features": None, "cd_l1": None, "fscore@1%": None}
     try:
         if fp is None:
             raise UserError("input images could not be read")
         if not shoe.view_paths:
             raise UserError(f"no input images in input_images/{shoe.id}/")
         result = teacher.predict(load_views(shoe), settings)
-        path = storage.torch_save(entry_path(cache_dir, shoe.id), make_entry(result.vertices, result.faces, shoe.id))
+        feats = result.features if features else None
+        if features and feats is None:
+            raise UserError(f"{teacher.name} returned no features although the cache stores them")
+        entry = make_entry(result.vertices, result.faces, shoe.id, feats)
+        path = storage.torch_save(entry_path(cache_dir, shoe.id), entry)
+        record.update(features=list(entry[FEATURES].shape) if FEATURES in entry else None)
         record.update(status="ok", bytes=path.stat().st_size, vertices=int(len(result.vertices)),
                       faces=int(len(result.faces)), **_gt_metrics(shoe, result.vertices, result.faces))
     except (TeacherUnavailable, storage.DiskFull, JobCancelled):
@@ -248,8 +270,12 @@ def _up_to_date(meta: dict, fp: str | None, cache_dir: Path, shoe, retry_failed:
 
 def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hull", settings=None,
                 first: int | None = None, ids: list[str] | None = None, rank: int = 0, world_size: int = 1,
-                retry_failed: bool = False) -> dict:
+                retry_failed: bool = False, features: bool = True) -> dict:
     """Build or update the teacher cache of the dataset at ``data_root`` in ``cache_dir``.
+
+    ``features``: also store the teacher's intermediate features (float16) for feature-level distillation
+    when the teacher has them (``teacher.has_features``); part of the fingerprint, so switching it
+    rebuilds the entries.
 
     Up-to-date entries are skipped; failures are recorded with their error and the build carries on.
     With ``world_size > 1`` (torchrun: one call per rank) rank ``r`` takes ``shoes[r::world_size]``,
@@ -266,7 +292,8 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
     cache_dir = Path(cache_dir)
     shoes = _select(Path(data_root), ids, first)
     model = get_teacher(teacher)
-    tset = model.fingerprint_settings(settings)
+    store = bool(features and getattr(model, "has_features", False))
+    tset = {**model.fingerprint_settings(settings), **({"features": True} if store else {})}
     key = settings_key(teacher, tset)
     cache_dir.mkdir(parents=True, exist_ok=True)
     group = _dist_group(world_size)
@@ -289,7 +316,7 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
             totals["skipped"] += 1
             ctx.progress((i + 1) / len(mine), f"{shoe.id}: up to date")
             continue
-        record = _build_one(model, settings, shoe, cache_dir, fp, key)
+        record = _build_one(model, settings, shoe, cache_dir, fp, key, store)
         shard["entries"][shoe.id] = record
         shard["updated"] = record["updated"]
         storage.write_json(meta_path, shard)  # after the entry file: a kill in between only redoes this shoe

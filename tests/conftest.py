@@ -59,3 +59,32 @@ def served_studio(roots: dict[str, Path], scratch: Path | None = None, runner=No
         yield f"http://127.0.0.1:{port}/", studio
     finally:
         demo.close()
+
+
+TINY_TEACHER = {"width": 4, "sampled": 4, "view_channels": 8, "hidden": 16, "layers": 2, "cnn_size": 32}
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    """A tiny occupancy teacher pre-trained for 2 epochs on a 6-shoe, 64 px corpus (a few seconds):
+    ``(folder, result, records)`` with the weights at ``folder / "w.pt"``."""
+    from engine.data.corpus import build_corpus
+    from engine.jobs import NULL_CONTEXT
+    from engine.train.teacher_pretrain import pretrain_teacher
+
+    base = tmp_path_factory.mktemp("tiny-teacher")
+    build_corpus(NULL_CONTEXT, base / "corpus", families=["sneaker", "boot"], count=6, seed=2, image_size=64,
+                 n_query=512)
+
+    class Ctx:
+        run_dir, job_id, records = base / "run", None, []
+        progress = log = lambda self, *a: None
+        metric = lambda self, record: self.records.append(record)  # noqa: E731
+        cancelled = lambda self: False  # noqa: E731
+        check_cancelled = lambda self: None  # noqa: E731
+
+    ctx = Ctx()
+    result = pretrain_teacher(ctx, {"corpus": str(base / "corpus"), "out": str(base / "w.pt"), "epochs": 2,
+                                    "val_shoes": 2, "batch_size": 2, "queries": 256, "val_resolution": 16,
+                                    "model": TINY_TEACHER})
+    return base, result, ctx.records

@@ -16,7 +16,7 @@ from engine.teachers.occupancy import ASSET, OccupancyTeacher, load_weights, pre
 from engine.teachers.occupancy_net import OccupancyConfig, OccupancyNet, count_parameters
 from engine.train.teacher_pretrain import pretrain_teacher, validate_teacher
 
-TINY = {"width": 4, "sampled": 4, "view_channels": 8, "hidden": 16, "layers": 2, "cnn_size": 32}
+from tests.conftest import TINY_TEACHER as TINY
 
 
 class Ctx:
@@ -66,22 +66,15 @@ def test_full_size_network_is_ten_times_the_student():
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A tiny corpus (6 shoes, 64 px) and a tiny teacher pre-trained on it for 2 epochs."""
-    base = tmp_path_factory.mktemp("occ")
-    build_corpus(NULL_CONTEXT, base / "corpus", families=["sneaker", "boot"], count=6, seed=2, image_size=64,
-                 n_query=512)
-    ctx = Ctx(base / "run")
-    result = pretrain_teacher(ctx, {"corpus": str(base / "corpus"), "out": str(base / "w.pt"), "epochs": 2,
-                                    "val_shoes": 2, "batch_size": 2, "queries": 256, "val_resolution": 16,
-                                    "model": TINY})
-    return base, result, ctx
+def tiny_weights(tiny_teacher):
+    """conftest's tiny teacher (6-shoe corpus, 2 epochs) as (folder, result, records)."""
+    return tiny_teacher
 
 
 def test_pretrain_writes_weights_history_and_resumes_to_the_same_weights(tiny_weights, tmp_path):
-    base, result, ctx = tiny_weights
-    assert [r["epoch"] for r in ctx.records if r.get("scope") == "epoch"] == [1, 2]
-    assert ctx.records[-1]["scope"] == "final" and 0 <= result["val_iou"] <= 1
+    base, result, records = tiny_weights
+    assert [r["epoch"] for r in records if r.get("scope") == "epoch"] == [1, 2]
+    assert records[-1]["scope"] == "final" and 0 <= result["val_iou"] <= 1
     model, ckpt = load_weights(base / "w.pt")
     assert ckpt["record"]["train_shoes"] == 4 and "teacher pretrain" in ckpt["record"]["command"]
     cfg = {"corpus": str(base / "corpus"), "out": str(tmp_path / "r.pt"), "val_shoes": 2, "batch_size": 2,

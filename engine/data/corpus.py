@@ -209,6 +209,24 @@ def build_corpus(ctx, out: Path, families=FAMILIES, count: int = 1024, seed: int
     return {"out": str(out), "count": count, "parts": len(parts), "built": built, "seconds": seconds}
 
 
+def corpus_frames(out: Path, settings: dict, log=None) -> list[dict]:
+    """Per corpus shoe the build-frame -> normalised map ``{centre (3,), scale}`` of its GT mesh (what
+    the exact field needs to be evaluated at normalised points), computed once into ``frames.json``."""
+    from engine import storage
+
+    path = Path(out) / "frames.json"
+    cached = storage.read_json(path)
+    if isinstance(cached, dict) and cached.get("settings") == settings:
+        return [{"centre": np.asarray(f["centre"]), "scale": float(f["scale"])} for f in cached["frames"]]
+    if log:
+        log(f"corpus: computing the {settings['count']} shoes' frames once (marching cubes of each field)")
+    shoes = corpus_shoes(settings["families"], settings["count"], settings["seed"])
+    frames = [make_shoe(p).metadata["frame"] for _f, p in shoes]
+    storage.write_json(path, {"settings": settings, "frames": [{"centre": [float(c) for c in f["centre"]],
+                                                                "scale": f["scale"]} for f in frames]})
+    return frames
+
+
 def load_corpus(out: Path) -> tuple[dict, list[Path]]:
     """(settings, part paths) of a complete corpus; ``UserError`` naming what to run when it is not."""
     from engine import storage

@@ -3,7 +3,7 @@
 A checkpoint is ``run_dir/checkpoints/<which>.pt`` (``best``, ``last`` or ``epoch_NNNN``), written
 atomically by ``engine.storage.torch_save`` and read back with ``engine.storage.torch_load``
 (``weights_only``). It holds plain data only: ``{kind, student_config, train_config, state_dict,
-optimizer, epoch, best_val, best_epoch, split}`` — ``kind`` is ``mesh_student.KIND``, ``split`` the
+optimizer, epoch, best_val, best_epoch, split, extra}`` — ``kind`` is ``mesh_student.KIND``, ``split`` the
 run's ``{"train": [ids], "val": [ids]}``.
 
 Training (``engine.train.distill3d``) saves and resumes through here; evaluation, export and inference
@@ -39,14 +39,15 @@ def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, cfg: dict, epoch: int, best_val: float | None,
-                    best_epoch: int | None, split: dict) -> Path:
+                    best_epoch: int | None, split: dict, extra: dict | None = None) -> Path:
     """Write one checkpoint atomically (``engine.storage.torch_save``): plain dicts and tensors only.
-    ``model`` may be wrapped (DDP's ``.module`` is saved); ``optimizer`` None stores None."""
+    ``model`` may be wrapped (DDP's ``.module`` is saved); ``optimizer`` None stores None. ``extra``:
+    training-only state dicts (the feature projector), not part of the student."""
     module = getattr(model, "module", model)
     return storage.torch_save(Path(path), {
         "kind": KIND, "student_config": module.config.to_dict(), "train_config": dict(cfg),
         "state_dict": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-        "epoch": int(epoch), "best_val": best_val, "best_epoch": best_epoch, "split": split})
+        "epoch": int(epoch), "best_val": best_val, "best_epoch": best_epoch, "split": split, "extra": extra})
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -148,6 +148,7 @@ class OccupancyTeacher:
     """The learned embedded teacher; see the module docstring."""
 
     name = NAME
+    has_features = True  # TeacherResult.features: per-view S/8 maps (4, C, h, w)
 
     def __init__(self):
         self._loaded: tuple | None = None  # (path, mtime, model, ckpt, sha)

@@ -12,8 +12,10 @@ visual hull and the student use) and reads the views' feature maps there.
    precision) and the five reduced maps, bilinear (``grid_sample``); then a per-view linear layer shared
    by the views, the views concatenated in ``VIEW_NAMES`` order, plus the visual-hull cue (the minimum
    alpha over the given views) and a Fourier encoding of the position.
-3. ``Decoder`` — an MLP from that feature (plus the global feature as a bias) to one logit, added to
-   ``hull_gain * (2 hull - 1)``: the net starts as the visual hull and learns its corrections. > 0 inside.
+3. ``Decoder`` — an MLP from that feature (the global feature modulating every layer) to one value,
+   added to ``hull_gain * (2 hull - 1)``: the net starts from the visual hull's sign and learns its
+   corrections. The value is a truncated signed distance in the normalised frame (``engine.train.
+   teacher_pretrain``), > 0 inside.
 
 The mesh comes from ``engine.teachers.occupancy`` (hierarchical grid + marching cubes), so its topology
 is the shape's own, unlike the student's ico-sphere. ``features_module`` names the module whose output
@@ -21,6 +23,7 @@ is the shape's own, unlike the student's ico-sphere. ``features_module`` names t
 read through a forward hook.
 
 views: (B, 4, 4, H, W) float in [0, 1] (a missing view all zeros); points: (B, Q, 3) normalised frame.
+The docstrings say "logits" for the network's output: any value whose sign is inside (> 0) / outside.
 """
 from __future__ import annotations
 
@@ -120,18 +123,21 @@ def sample(maps, grids: torch.Tensor) -> torch.Tensor:
 
 
 class Decoder(nn.Module):
-    """Per-point features (B, Q, F) + global (B, hidden) -> logits (B, Q)."""
+    """Per-point features (B, Q, F) + global (B, hidden) -> values (B, Q). The global feature enters every
+    layer (FiLM, as Occupancy Networks' conditional batch norm does): h <- relu(h + (1 + g) * W h + b_g)."""
 
     def __init__(self, c_in: int, hidden: int, layers: int):
         super().__init__()
         self.inp = nn.Linear(c_in, hidden)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
+        self.film = nn.Linear(hidden, 2 * hidden * (layers - 1))
         self.out = nn.Linear(hidden, 1)
 
     def forward(self, feats, glob):
-        h = F.relu(self.inp(feats) + glob.unsqueeze(1))
-        for layer in self.hidden:
-            h = F.relu(h + layer(h))
+        h = F.relu(self.inp(feats) + glob.unsqueeze(1))  # (B, Q, hidden)
+        films = self.film(glob).unsqueeze(1).chunk(2 * len(self.hidden), -1)  # each (B, 1, hidden)
+        for k, layer in enumerate(self.hidden):
+            h = F.relu(h + (1 + films[2 * k]) * layer(h) + films[2 * k + 1])
         return self.out(h).squeeze(-1)  # (B, Q)
 
 
@@ -148,9 +154,9 @@ class OccupancyNet(nn.Module):
         self.global_fc = nn.Sequential(nn.Linear(N_VIEWS * self.encoder.global_channels, c.hidden), nn.ReLU())
         c_point = N_VIEWS * c.view_channels + 1 + 3 + 6 * c.frequencies
         self.decoder = Decoder(c_point, c.hidden, c.layers)
-        # logit = decoder + hull_gain * (2 hull - 1): the network starts as the visual hull and learns what
-        # silhouettes cannot show (the collar's recess, the arch) as a correction
-        self.hull_gain = nn.Parameter(torch.tensor(6.0))
+        # value = decoder + hull_gain * (2 hull - 1): the network starts from the visual hull's sign and
+        # learns what silhouettes cannot show (tops, the collar's recess, the arch) as a correction
+        self.hull_gain = nn.Parameter(torch.tensor(0.02))
 
     def encode(self, views: torch.Tensor):
         """The per-shoe part: (full-resolution views (B*4, 4, H, W), maps, global (B, hidden))."""

@@ -56,6 +56,7 @@ from engine.students.checkpoint import CKPT_DIR, load_checkpoint, save_checkpoin
 from engine.students.mesh_student import MeshStudent, StudentConfig
 from engine.train.distill_config import resume_mismatch, validate_config
 from engine.train.distill_loss import total_loss
+from engine.train.feature_distill import FeatureHook, FeatureTargets, feature_loss, make_projector
 from engine.train.schedules import alpha_at, item_alphas, resolve_schedule
 from engine.train.shoe_data import ShoeSet, load_shoes, split_ids
 
@@ -178,7 +179,8 @@ def _prepare(ctx, cfg: dict, rank: int) -> tuple[ShoeSet, ShoeSet, dict, dict]:
     log = ctx.log
     shoes, counts = load_shoes(ctx, Path(cfg["data"]), Path(cfg["cache"]) if cfg["cache"] else None,
                                sc["image_size"], cfg["target_points"], need_teacher=not cfg["baseline"],
-                               val_points=VAL_POINTS if cfg["val_fraction"] > 0 else 0)
+                               val_points=VAL_POINTS if cfg["val_fraction"] > 0 else 0,
+                               features=uses_features(cfg))
     train_ids, val_ids = split_ids(shoes, cfg["val_fraction"], cfg["seed"])
     train = shoes.subset(shoes.rows_of(train_ids))
     if cfg["baseline"]:
@@ -195,6 +197,23 @@ def _prepare(ctx, cfg: dict, rank: int) -> tuple[ShoeSet, ShoeSet, dict, dict]:
     return train, val, {"train": list(train.ids), "val": list(val.ids)}, counts
 
 
+def uses_features(cfg: dict) -> bool:
+    """Feature-level distillation is on: a distilled run (not the baseline) with ``lambda_feat > 0``."""
+    return not cfg["baseline"] and cfg["lambda_feat"] > 0
+
+
+def _feature_setup(student: MeshStudent, train: ShoeSet, cfg: dict, device):
+    """``(FeatureTargets, projector)`` for feature-level distillation, or None when it is off. The student's
+    hooked map size comes from one dry forward pass on a blank view (no gradient)."""
+    if not uses_features(cfg):
+        return None
+    with torch.no_grad(), FeatureHook(student) as hook:
+        s = cfg["student"]["image_size"]
+        student(torch.zeros(1, 4, 4, s, s, device=device))
+    targets = FeatureTargets(train.teacher_features, train.has_features, tuple(hook.output.shape[-2:]))
+    return targets, make_projector(hook.output.shape[1], targets).to(device)
+
+
 def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     from torch.utils.data import DistributedSampler
 
@@ -208,7 +227,9 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
 
     torch.manual_seed(cfg["seed"])
     student = MeshStudent(StudentConfig.from_dict(cfg["student"])).to(device)
-    optimizer = torch.optim.Adam(student.parameters(), lr=cfg["lr"])
+    feat = _feature_setup(student, train, cfg, device)  # None, or (targets, projector)
+    params = list(student.parameters()) + (list(feat[1].parameters()) if feat else [])
+    optimizer = torch.optim.Adam(params, lr=cfg["lr"])
     first_epoch, best_val, best_epoch = 1, None, None
     if cfg["resume"]:
         if ckpt_dir is None:
@@ -218,6 +239,8 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         if diff:
             raise UserError(f"cannot resume: the config differs from the checkpoint's in {', '.join(diff)}")
         student.load_state_dict(ckpt["state_dict"])
+        if feat:
+            feat[1].load_state_dict((ckpt.get("extra") or {})["projector"])
         optimizer.load_state_dict(ckpt["optimizer"])
         first_epoch, best_val, best_epoch = ckpt["epoch"] + 1, ckpt.get("best_val"), ckpt.get("best_epoch")
         if writer:
@@ -258,13 +281,19 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             rows = order[(step - 1) * bs: step * bs]
             b = _batch(train, rows, device)
             alphas = item_alphas(alpha, b["has_teacher"], b["has_gt"]).to(device)  # (B,)
-            verts = model(b["views"])  # (B, V, 3)
+            with FeatureHook(model) as hook:
+                verts = model(b["views"])  # (B, V, 3)
             loss, parts = None, {}
             if bool(torch.isfinite(verts).all()):
                 gen = torch.Generator(device=device).manual_seed(step_seed(cfg["seed"], epoch, step, rank))
                 pts = sample_points(verts, faces, cfg["n_points"], generator=gen, return_normals=False)  # (B, N, 3)
                 loss, parts = total_loss(verts, pts, b, alphas, edges, lap, cfg["lambda_edge"],
                                          cfg["lambda_smooth"], cfg["chamfer_norm"])
+                if feat:
+                    idx = torch.as_tensor(rows, dtype=torch.long)
+                    lf = feature_loss(hook.output, feat[0].values[idx], feat[0].has[idx], feat[1], feat[0].kind)
+                    loss = loss + cfg["lambda_feat"] * lf
+                    parts["feat"] = float(lf.detach())
             # every rank takes the same branch (a rank skipping backward alone would hang DDP)
             bad = _all_reduce([float(loss is None or not bool(torch.isfinite(loss)))], world, "max")[0] > 0
             if not bad:
@@ -311,13 +340,15 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         metric({"scope": "epoch", "epoch": epoch, "step": steps_per_epoch, **record, **vals, "alpha": alpha,
                 "lr": optimizer.param_groups[0]["lr"], "seconds": secs, "seconds_per_step": secs / steps_per_epoch,
                 "best": is_best, "skipped_steps": steps_per_epoch - n_ok})
+        extra = {"projector": feat[1].state_dict()} if feat else None
         if writer:
             if is_best:
-                save_checkpoint(ckpt_dir / "best.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split)
+                save_checkpoint(ckpt_dir / "best.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split,
+                                extra)
             if cfg["checkpoint_every"] and epoch % cfg["checkpoint_every"] == 0:
                 save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", student, optimizer, cfg, epoch, best_val,
-                                best_epoch, split)
-            save_checkpoint(ckpt_dir / "last.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split)
+                                best_epoch, split, extra)
+            save_checkpoint(ckpt_dir / "last.pt", student, optimizer, cfg, epoch, best_val, best_epoch, split, extra)
         shown = f"val CD-L1 {vals['val_cd_l1']:.5f}" if has_val else f"train loss {current:.5f}"
         log(f"epoch {epoch}/{epochs}: loss {record.get('loss', float('nan')):.5f}, {shown}, alpha {alpha:.3f}, "
             f"{secs:.1f} s (validation {t_val:.1f} s){' (best)' if is_best else ''}")

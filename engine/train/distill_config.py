@@ -13,6 +13,8 @@ every checkpoint) or raises ``UserError`` naming the offending key. Keys:
     alpha_start / alpha_end  override the schedule's ends; required for ``custom``          None
     lambda_edge     weight of ``edge_length_loss``, >= 0                                      2.0
     lambda_smooth   weight of ``laplacian_smoothing_loss``, >= 0                              1.0
+    lambda_feat     weight of the feature-level term (``engine.train.feature_distill``), >= 0;
+                    needs a cache with teacher features (the occupancy teacher's)             0.0
     n_points        points sampled on the student mesh per shoe and step (see below)         10000
     target_points   teacher / GT points per shoe (a prefix of the cached 10k), 1..10000       10000
     chamfer_norm    1 = Euclidean (CD-L1, default: best val CD-L1 in trials), 2 = squared     1
@@ -46,7 +48,8 @@ from engine.train.schedules import SCHEDULE_NAMES, resolve_schedule
 
 DEFAULTS: dict = {
     "data": None, "cache": None, "epochs": 50, "lr": 1e-3, "batch_size": 4, "seed": 0, "schedule": "default",
-    "alpha_start": None, "alpha_end": None, "lambda_edge": 2.0, "lambda_smooth": 1.0, "n_points": 10000,
+    "alpha_start": None, "alpha_end": None, "lambda_edge": 2.0, "lambda_smooth": 1.0, "lambda_feat": 0.0,
+    "n_points": 10000,
     "target_points": 10000, "chamfer_norm": 1, "val_fraction": 0.2, "checkpoint_every": 10, "max_nan_steps": 5,
     "baseline": False, "device": "auto", "threads": 1, "resume": False, "student": {},
 }
@@ -140,6 +143,7 @@ def validate_config(config: dict) -> dict:
     _float(cfg, "lr", 0.0, positive=True)
     _float(cfg, "lambda_edge", 0.0)
     _float(cfg, "lambda_smooth", 0.0)
+    _float(cfg, "lambda_feat", 0.0)
     _float(cfg, "val_fraction", 0.0, below=1.0)
     if cfg["schedule"] not in SCHEDULE_NAMES:
         raise UserError(f"schedule must be one of {', '.join(SCHEDULE_NAMES)} (got {cfg['schedule']!r})")

@@ -46,6 +46,8 @@ class ShoeSet:
     teacher_trees: list = field(default_factory=list)  # PointTree or None per shoe (all M points)
     gt_trees: list = field(default_factory=list)  # PointTree or None per shoe (the first train_points)
     train_points: int = 0  # training targets per shoe: teacher points M, the first M GT points
+    teacher_features: torch.Tensor | None = None  # (N, *F) float16 cached teacher features, zeros where missing
+    has_features: torch.Tensor | None = None  # (N,) bool
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,7 +58,8 @@ class ShoeSet:
         return ShoeSet([self.ids[r] for r in rows], self.views[idx], self.teacher_points[idx],
                        self.teacher_normals[idx], self.has_teacher[idx], self.gt_points[idx], self.gt_normals[idx],
                        self.has_gt[idx], [self.teacher_trees[r] for r in rows], [self.gt_trees[r] for r in rows],
-                       self.train_points)
+                       self.train_points, None if self.teacher_features is None else self.teacher_features[idx],
+                       None if self.has_features is None else self.has_features[idx])
 
     def rows_of(self, ids) -> list[int]:
         pos = {sid: i for i, sid in enumerate(self.ids)}
@@ -84,8 +87,8 @@ def gt_surface_points(obj_path: Path, shoe_id: str, n: int) -> tuple[torch.Tenso
 
 
 def _teacher_targets(cache_dir: Path | None, meta: dict | None, shoe, n: int, log) -> tuple | None:
-    """(points, normals) (n, 3) of the shoe's usable cache entry (``cache.usable_entry``), else None
-    (with a log line why)."""
+    """(points, normals, features or None) of the shoe's usable cache entry (``cache.usable_entry``;
+    points and normals (n, 3)), else None (with a log line why)."""
     from engine.cache import usable_entry
 
     if cache_dir is None:
@@ -94,17 +97,20 @@ def _teacher_targets(cache_dir: Path | None, meta: dict | None, shoe, n: int, lo
     if data is None:
         log(f"{shoe.id}: {why}")
         return None
-    return data["points"][:n].contiguous(), data["normals"][:n].contiguous()
+    return data["points"][:n].contiguous(), data["normals"][:n].contiguous(), data.get("features")
 
 
 def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, target_points: int,
-               need_teacher: bool = True, val_points: int = 0) -> tuple[ShoeSet, dict]:
+               need_teacher: bool = True, val_points: int = 0, features: bool = False) -> tuple[ShoeSet, dict]:
     """Load every usable shoe of ``data_root`` into memory (see the module docstring).
 
     ``cache_dir`` None (or ``need_teacher`` False) loads no teacher points. A shoe is skipped (and
     logged) when it has no views, or has neither a usable teacher entry nor a readable GT mesh.
     Without teacher points (baseline) photo-only shoes are left out and counted, not logged one by one.
     ``val_points``: GT points kept per shoe for validation (at least ``target_points`` are kept).
+    ``features``: also load the entries' teacher features (``ShoeSet.teacher_features``); ``UserError``
+    when a usable entry has none (a cache of a teacher without features, such as the visual hull) —
+    never a silent zero term.
     Returns ``(shoes, counts)`` with counts ``{total, used, both, teacher_only, gt_only, skipped,
     photo_only_left_out}``.
     ``UserError`` when the dataset or the cache is missing, or no shoe is usable.
@@ -154,9 +160,24 @@ def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, ta
     gn = torch.stack([r[3][1] if r[3] else gzeros for r in rows])
     has_t = torch.tensor([r[2] is not None for r in rows])
     has_g = torch.tensor([r[3] is not None for r in rows])
+    feats = has_f = None
+    if features and meta is not None:
+        with_t = [r for r in rows if r[2] is not None]
+        lacking = [r[0] for r in with_t if r[2][2] is None]
+        if lacking or not with_t:
+            raise UserError(f"{cache_dir}: {len(lacking)} of {len(with_t)} usable teacher entries have no features "
+                            f"(e.g. {', '.join(lacking[:3]) or 'none usable'}; teacher {meta.get('teacher')}); "
+                            "build the cache with a teacher that has them (--teacher occupancy) or set lambda_feat 0")
+        shapes = {tuple(r[2][2].shape) for r in with_t}
+        if len(shapes) > 1:
+            raise UserError(f"{cache_dir}: teacher features of different shapes {sorted(shapes)}; rebuild the cache")
+        fzero = torch.zeros(shapes.pop(), dtype=torch.float16)
+        feats = torch.stack([r[2][2] if r[2] is not None else fzero for r in rows])  # (N, *F)
+        has_f = has_t.clone()
     out = ShoeSet([r[0] for r in rows], torch.stack([r[1] for r in rows]), tp, tn, has_t, gp, gn, has_g,
                   [PointTree(tp[i]) if has_t[i] else None for i in range(len(rows))],
-                  [PointTree(gp[i, :target_points]) if has_g[i] else None for i in range(len(rows))], target_points)
+                  [PointTree(gp[i, :target_points]) if has_g[i] else None for i in range(len(rows))], target_points,
+                  feats, has_f)
     counts.update(used=len(rows), both=int((has_t & has_g).sum()), teacher_only=int((has_t & ~has_g).sum()),
                   gt_only=int((~has_t & has_g).sum()))
     return out, counts
