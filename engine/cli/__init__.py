@@ -96,6 +96,28 @@ class CliProgress:
         return None
 
 
+def recorded_run(ctx: "CliProgress", fn, *args, resumed: bool = False):
+    """``fn(ctx, *args)`` inside the run folder's status lifecycle (``running`` → ``succeeded`` /
+    ``failed`` / ``cancelled`` on Ctrl-C), as the job runner writes it; without a recorder just the call."""
+    recorder = ctx.recorder
+    if recorder:
+        recorder.start("resuming" if resumed else "running")
+    try:
+        result = fn(ctx, *args)
+    except KeyboardInterrupt:
+        if recorder:
+            recorder.finish("cancelled", "interrupted (Ctrl-C); resume with --resume")
+        raise
+    except BaseException as exc:
+        if recorder:
+            msg = str(exc).strip() or type(exc).__name__
+            recorder.finish("failed", msg, error=msg)
+        raise
+    if recorder:
+        recorder.finish("succeeded", "done", progress=1.0)
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Distillation Studio engine (headless).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,4 +1,5 @@
-"""``python -m engine teacher test|list`` and ``python -m engine cache build|show``.
+"""``python -m engine teacher test|list`` (``corpus|pretrain``: ``engine.cli.pretrain``) and
+``python -m engine cache build|show``.
 
 ``teacher test`` runs one teacher on one shoe (``--shoe ID --data ROOT``) or on image files
 (``--images front.png [left.png ...]`` in front, left, back, right order, or ``--front/--left/--back/
@@ -91,7 +92,8 @@ def _cache_build(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else cache_root() / f"{args.teacher}-{settings.preset}"
     data = Path(args.data) if args.data else sample_root()
     totals = build_cache(CliProgress(quiet=rank != 0), data, out, teacher=args.teacher, settings=settings,
-                         first=args.first, ids=args.ids, rank=rank, world_size=world, retry_failed=args.retry_failed)
+                         first=args.first, ids=args.ids, rank=rank, world_size=world, retry_failed=args.retry_failed,
+                         features=not args.no_features)
     if rank != 0:
         return 0
     summary = cache_summary(out)
@@ -128,7 +130,8 @@ def _cache_show(args: argparse.Namespace) -> int:
 
 
 def _add_settings(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", default="visual-hull", help="visual-hull (default) or hunyuan3d-2mv[-turbo|-fast]")
+    p.add_argument("--teacher", default="visual-hull",
+                   help="visual-hull (default), occupancy (the learned one) or hunyuan3d-2mv[-turbo|-fast]")
     p.add_argument("--preset", default="balanced", choices=("fast", "balanced", "high"))
     p.add_argument("--steps", type=int, default=None, help="diffusion steps (overrides the preset; Hunyuan)")
     p.add_argument("--octree-resolution", type=int, default=None,
@@ -152,6 +155,9 @@ def register(sub) -> None:
     p = t_sub.add_parser("list", help="which teachers can run here, and why not")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_teacher_list)
+    from engine.cli import pretrain
+
+    pretrain.register(t_sub)
 
     p_cache = sub.add_parser("cache", help="build and inspect teacher caches")
     c_sub = p_cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -162,6 +168,8 @@ def register(sub) -> None:
     p.add_argument("--ids", nargs="+", default=None, help="only these shoe IDs")
     p.add_argument("--out", default=None, help="cache folder (default $DS_CACHE/<teacher>-<preset>)")
     p.add_argument("--retry-failed", action="store_true", help="re-run shoes that failed before")
+    p.add_argument("--no-features", action="store_true",
+                   help="do not store the teacher's features (feature-level distillation needs them)")
     p.set_defaults(func=_cache_build)
     p = c_sub.add_parser("show", help="summary of a cache folder")
     p.add_argument("dir")

@@ -1,7 +1,9 @@
 """``python -m engine train ...`` and ``python -m engine evaluate ...``: 3D distillation in the foreground.
 
     python -m engine train --data ROOT --cache DIR [--config cfg.json] [--epochs N --lr X --batch-size B
-                           --seed S --schedule NAME --baseline --device D --out-runs DIR] [--resume RUN_ID]
+                           --seed S --schedule NAME --baseline | --with-baseline --lambda-feat X --device D
+                           --out-runs DIR]
+                           [--resume RUN_ID]
     python -m engine evaluate --run ID [--baseline ID] [--runs DIR] [--checkpoint best|last]
 
 ``train`` creates a run folder (``engine.runs.create_run``, kind ``train3d``) and trains with a
@@ -40,7 +42,8 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
     cfg: dict = read_config_json(args.config) if args.config else {}
     flags = {"data": args.data, "cache": args.cache, "epochs": args.epochs, "lr": args.lr,
-             "batch_size": args.batch_size, "seed": args.seed, "schedule": args.schedule, "device": args.device}
+             "batch_size": args.batch_size, "seed": args.seed, "schedule": args.schedule, "device": args.device,
+             "lambda_feat": args.lambda_feat}
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if args.baseline:
         cfg["baseline"] = True
@@ -49,6 +52,10 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -69,35 +76,37 @@ def _train(args: argparse.Namespace) -> int:
             cfg["epochs"] = args.epochs
         if args.device is not None:
             cfg["device"] = args.device
-        cfg["resume"] = True
-        cfg = validate_config(cfg)
-        if rank == 0:
-            storage.write_json(run_dir / "config.json", {"kind": KIND, **{k: v for k, v in cfg.items() if k != "resume"}})
+        pair = bool(cfg.pop("with_baseline", False))
+        cfg = validate_config({**cfg, "resume": True})
     else:
+        pair = bool(args.with_baseline)
         cfg = validate_config(_config_from_args(args))
+    if pair and _world() > 1:
+        raise UserError("--with-baseline runs in one process; under torchrun train the two runs separately")
+    saved_cfg = {k: v for k, v in cfg.items() if k != "resume"} | ({"with_baseline": True} if pair else {})
+    if args.resume:
+        if rank == 0:
+            storage.write_json(run_dir / "config.json", {"kind": KIND, **saved_cfg})
+    else:
         run_dir = None  # ranks > 0 of a new DDP run write nothing and need no folder
         if rank == 0:
-            run_dir = runs.create_run(KIND, {k: v for k, v in cfg.items() if k != "resume"}, root=root,
-                                      run_id=args.run_id)
+            run_dir = runs.create_run(KIND, saved_cfg, root=root, run_id=args.run_id)
+    from engine.cli import recorded_run
+
     ctx = RunContext(run_dir, quiet=args.quiet or rank != 0, write=rank == 0)
-    recorder = ctx.recorder  # rank 0 only: the run's status lifecycle, as the job runner writes it
-    if recorder:
-        recorder.start("resuming" if args.resume else "running")
     if rank == 0 and not args.quiet:
         print(f"run {run_dir.name} in {run_dir.parent}", file=sys.stderr)
-    try:
-        result = train_student(ctx, cfg)
-    except KeyboardInterrupt:
-        if recorder:
-            recorder.finish("cancelled", "interrupted (Ctrl-C); resume with --resume")
-        raise
-    except BaseException as exc:
-        if recorder:
-            msg = str(exc).strip() or type(exc).__name__
-            recorder.finish("failed", msg, error=msg)
-        raise
-    if recorder:
-        recorder.finish("succeeded", "done", progress=1.0)
+    if pair:
+        from engine.evaluate.distill_report import format_summary
+        from engine.workflows import distill_with_baseline
+
+        report = recorded_run(ctx, distill_with_baseline, {**cfg, "resume": bool(args.resume)},
+                              resumed=bool(args.resume))
+        print(f"run      {run_dir.name} (baseline {report['baseline_run']})\n{format_summary(report)}\n"
+              f"report   {run_dir / 'distillation.md'}")
+        return 0
+    result = recorded_run(ctx, train_student, cfg, resumed=bool(args.resume))
+    if ctx.recorder:
         best = result["best_val"]
         print(f"run      {run_dir.name}\nepochs   {result['last_epoch']}/{result['epochs']}  "
               f"({result['train']} train, {result['val']} val shoes{', baseline' if result['baseline'] else ''})\n"
@@ -135,6 +144,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default=None, help="teacher-weight schedule (default: default)")
     p.add_argument("--baseline", action="store_true", help="train on GT alone (alpha = 0)")
+    p.add_argument("--with-baseline", action="store_true",
+                   help="train the student, then its GT-only baseline, evaluate both and write the distillation report")
+    p.add_argument("--lambda-feat", type=float, default=None,
+                   help="weight of the feature-level distillation term (needs a cache with teacher features)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--out-runs", default=None, help="runs folder (default $DS_RUNS or ./runs)")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run from checkpoints/last.pt")

@@ -49,6 +49,12 @@ class OccupancyConfig:
     layers: int = 3  # decoder hidden layers
     frequencies: int = 4  # Fourier frequencies of the position encoding
     cnn_size: int = 64  # views are average-pooled to this before the CNN
+    volume: tuple = (8, 16, 16)  # cells (x, y, z) of the 3D feature volume (0.075 apart); (0, 0, 0) = none
+    volume_half: tuple = (0.3, 0.6, 0.6)  # its half-extents (world units) around the origin
+    volume_channels: int = 24
+
+    def __post_init__(self):
+        self.volume, self.volume_half = tuple(self.volume), tuple(self.volume_half)  # JSON gives lists
 
     @classmethod
     def from_dict(cls, d: dict) -> "OccupancyConfig":
@@ -58,7 +64,9 @@ class OccupancyConfig:
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["volume"], d["volume_half"] = list(self.volume), list(self.volume_half)
+        return d
 
 
 def conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -122,6 +130,38 @@ def sample(maps, grids: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, 1).squeeze(-1).transpose(1, 2)  # (N, Q, C)
 
 
+def conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv3d:
+    return nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1)
+
+
+class VolumeNet(nn.Module):
+    """A small 3D U-Net over the lifted feature volume (B, C, Z, Y, X): two stride-2 levels down, skip
+    connections up; the same spatial size out, ``c`` channels (Convolutional Occupancy Networks)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        relu = nn.ReLU(inplace=True)
+        self.level0 = nn.Sequential(conv3(c, c), relu)
+        self.level1 = nn.Sequential(conv3(c, 2 * c, 2), relu, conv3(2 * c, 2 * c), relu)
+        self.level2 = nn.Sequential(conv3(2 * c, 4 * c, 2), relu, conv3(4 * c, 4 * c), relu)
+        self.up1 = conv3(6 * c, 2 * c)
+        self.up0 = conv3(3 * c, c)
+
+    def forward(self, x):
+        x0 = self.level0(x)  # (B, c, Z, Y, X)
+        x1 = self.level1(x0)  # (B, 2c, Z/2, Y/2, X/2)
+        x2 = self.level2(x1)  # (B, 4c, Z/4, Y/4, X/4)
+        u1 = F.relu(self.up1(torch.cat([F.interpolate(x2, size=x1.shape[2:], mode="trilinear"), x1], 1)))
+        return F.relu(self.up0(torch.cat([F.interpolate(u1, size=x0.shape[2:], mode="trilinear"), x0], 1)))
+
+
+def voxel_centres(cells, half) -> torch.Tensor:
+    """(Z * Y * X, 3) xyz centres of a (x, y, z) = ``cells`` grid spanning ``[-half, half]``, z-major."""
+    axes = [(torch.arange(n) + 0.5) / n * 2 * h - h for n, h in zip(cells, half)]  # x, y, z
+    z, y, x = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    return torch.stack([x, y, z], -1).reshape(-1, 3)
+
+
 class Decoder(nn.Module):
     """Per-point features (B, Q, F) + global (B, hidden) -> values (B, Q). The global feature enters every
     layer (FiLM, as Occupancy Networks' conditional batch norm does): h <- relu(h + (1 + g) * W h + b_g)."""
@@ -153,22 +193,35 @@ class OccupancyNet(nn.Module):
         self.view_fc = nn.Linear(4 + 5 * c.sampled, c.view_channels)
         self.global_fc = nn.Sequential(nn.Linear(N_VIEWS * self.encoder.global_channels, c.hidden), nn.ReLU())
         c_point = N_VIEWS * c.view_channels + 1 + 3 + 6 * c.frequencies
+        self.has_volume = all(n > 0 for n in c.volume)
+        if self.has_volume:  # lift the per-view point features of every voxel centre, then a 3D U-Net
+            self.register_buffer("voxels", voxel_centres(c.volume, c.volume_half), persistent=False)
+            self.lift = nn.Linear(N_VIEWS * c.view_channels + 1, c.volume_channels)
+            self.volume_net = VolumeNet(c.volume_channels)
+            c_point += c.volume_channels
         self.decoder = Decoder(c_point, c.hidden, c.layers)
         # value = decoder + hull_gain * (2 hull - 1): the network starts from the visual hull's sign and
         # learns what silhouettes cannot show (tops, the collar's recess, the arch) as a correction
         self.hull_gain = nn.Parameter(torch.tensor(0.02))
 
     def encode(self, views: torch.Tensor):
-        """The per-shoe part: (full-resolution views (B*4, 4, H, W), maps, global (B, hidden))."""
+        """The per-shoe part: (full-resolution views (B*4, 4, H, W), maps, global (B, hidden), feature
+        volume (B, C_v, Z, Y, X) or None)."""
         b, n, ch, h, w = views.shape
         full = views.reshape(b * n, ch, h, w)
         small = F.adaptive_avg_pool2d(full, self.config.cnn_size)
         maps, pooled = self.encoder(small)
-        return full, maps, self.global_fc(pooled.reshape(b, -1))
+        volume = None
+        if self.has_volume:
+            per_view, hull = self.view_features(full, maps, self.voxels.unsqueeze(0).expand(b, -1, -1))
+            lifted = F.relu(self.lift(torch.cat([per_view, hull], -1)))  # (B, Z*Y*X, C_v)
+            cx, cy, cz = self.config.volume
+            volume = self.volume_net(lifted.transpose(1, 2).reshape(b, -1, cz, cy, cx))  # (B, C_v, Z, Y, X)
+        return full, maps, self.global_fc(pooled.reshape(b, -1)), volume
 
-    def decode(self, encoded, points: torch.Tensor) -> torch.Tensor:
-        """Logits (B, Q) at points (B, Q, 3) from ``encode``'s output (call it in chunks of Q)."""
-        full, maps, glob = encoded
+    def view_features(self, full, maps, points):
+        """Per point: the four views' features concatenated (B, Q, 4 * view_channels) and the visual-hull
+        cue (B, Q, 1) — the minimum alpha over the views that have a silhouette."""
         b, q, _ = points.shape
         grids = view_grids(points)  # (B*4, Q, 1, 2)
         raw = sample([full], grids)  # (B*4, Q, 4)
@@ -177,7 +230,19 @@ class OccupancyNet(nn.Module):
         given = (full[:, 3].flatten(1).amax(1) > 0).reshape(b, N_VIEWS, 1)  # (B, 4, 1) views with a silhouette
         alpha = raw[..., 3].reshape(b, N_VIEWS, q)  # (B, 4, Q)
         hull = torch.where(given, alpha, torch.ones_like(alpha)).amin(1, keepdim=True).transpose(1, 2)  # (B, Q, 1)
-        feats = torch.cat([per_view, hull, fourier(points, self.config.frequencies)], -1)
+        return per_view, hull
+
+    def decode(self, encoded, points: torch.Tensor) -> torch.Tensor:
+        """Logits (B, Q) at points (B, Q, 3) from ``encode``'s output (call it in chunks of Q)."""
+        full, maps, glob, volume = encoded
+        per_view, hull = self.view_features(full, maps, points)
+        parts = [per_view, hull]
+        if volume is not None:  # trilinear read of the volume; zeros outside it
+            half = torch.as_tensor(self.config.volume_half, dtype=points.dtype, device=points.device)
+            g = (points / half).reshape(points.shape[0], -1, 1, 1, 3)  # (B, Q, 1, 1, 3) x, y, z in [-1, 1]
+            vol = F.grid_sample(volume, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+            parts.append(vol.flatten(2).transpose(1, 2))  # (B, Q, C_v)
+        feats = torch.cat(parts + [fourier(points, self.config.frequencies)], -1)
         return self.decoder(feats, glob) + self.hull_gain * (2 * hull.squeeze(-1) - 1)  # (B, Q)
 
     def forward(self, views: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

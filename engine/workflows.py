@@ -1,0 +1,116 @@
+"""Jobs made of several pipeline steps, beside ``jobs`` and ``cli`` (they sit above train and evaluate).
+
+``distill_with_baseline(ctx, config)``: the one workflow the CLI (``train --with-baseline``) and the
+Train 3D tab both call to answer "does distilling pay here?":
+
+1. train the distilled student in ``ctx.run_dir`` (progress 0-45 %);
+2. train the GT-only baseline — same data, seed, split, epochs and student — in its own run folder
+   (``<student run>-baseline``, kind ``train3d``; 45-90 %);
+3. evaluate both and the teacher on the val shoes (``mesh_eval.evaluate_run``; 90-97 %);
+4. write the distillation report (``evaluate.distill_report``) into the student's run folder.
+
+``pair.json`` in the student's folder names the baseline run. Stopped and resumed (``resume: true``), each
+run continues from its own ``last.pt`` (or starts when it has none); a run already at its last epoch is
+not trained again — so a stop during the baseline never loses it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine import runs, storage
+from engine.config import UserError
+
+PAIR = "pair.json"
+
+
+class RunOf:
+    """A context for a second run inside one job: records into ``run_dir`` (``RunRecorder``: status,
+    history, log), forwards progress to ``ctx`` mapped into ``[start, start + span]`` with ``label`` in
+    front of the message, and log lines with the label; cancellation is ``ctx``'s."""
+
+    def __init__(self, ctx, run_dir: Path, span: float, start: float, label: str):
+        self._ctx, self._span, self._start, self._label = ctx, span, start, label
+        self.run_dir, self.job_id = Path(run_dir), Path(run_dir).name
+        self.recorder = runs.RunRecorder(self.run_dir)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.recorder.progress(fraction, message)
+        self._ctx.progress(self._start + self._span * min(max(float(fraction), 0.0), 1.0),
+                           f"{self._label} · {message}" if message else self._label)
+
+    def log(self, text: str) -> None:
+        self.recorder.log(text)
+        self._ctx.log(f"{self._label}: {text}")
+
+    def metric(self, record: dict[str, Any]) -> None:
+        self.recorder.metric(record)
+
+    def cancelled(self) -> bool:
+        return self._ctx.cancelled()
+
+    def check_cancelled(self) -> None:
+        self._ctx.check_cancelled()
+
+
+def _done_epochs(run_dir: Path) -> int:
+    """The epoch of ``checkpoints/last.pt`` (0 when there is none)."""
+    from engine.students.checkpoint import CKPT_DIR, load_checkpoint
+
+    path = Path(run_dir) / CKPT_DIR / "last.pt"
+    return int(load_checkpoint(path)["epoch"]) if path.is_file() else 0
+
+
+def _train_one(ctx, cfg: dict) -> None:
+    """Train ``cfg`` in ``ctx.run_dir``: resume from last.pt, skip when already at the last epoch."""
+    from engine.train.distill3d import train_student
+
+    done = _done_epochs(ctx.run_dir)
+    if done >= cfg["epochs"]:
+        ctx.log(f"already trained ({done} epochs)")
+        ctx.progress(1.0, "already trained")
+        return
+    train_student(ctx, {**cfg, "resume": done > 0})
+
+
+def distill_with_baseline(ctx, config: dict) -> dict:
+    """Student + baseline + evaluation + report (see the module docstring); returns the report."""
+    from engine.evaluate.distill_report import build_report
+    from engine.evaluate.mesh_eval import evaluate_run
+    from engine.progress import Scaled
+    from engine.train.distill_config import validate_config
+
+    if ctx.run_dir is None:
+        raise UserError("distillation with a baseline needs a run folder for the student")
+    student_dir = Path(ctx.run_dir)
+    cfg = validate_config({k: v for k, v in config.items() if k not in ("with_baseline", "resume")})
+    if cfg["baseline"]:
+        raise UserError("with_baseline trains the distilled student and its baseline; do not set baseline too")
+    if not cfg["val_fraction"] > 0:
+        raise UserError("with_baseline compares validation CD-L1: val_fraction must be above 0")
+    base_cfg = {**cfg, "baseline": True, "lambda_feat": 0.0}
+    pair = storage.read_json(student_dir / PAIR) or {}
+    base_dir = runs.run_dir(pair["baseline_run"], student_dir.parent) if pair.get("baseline_run") else None
+    if base_dir is None or not base_dir.is_dir():
+        base_dir = runs.create_run("train3d", {k: v for k, v in base_cfg.items() if k != "resume"},
+                                   root=student_dir.parent, run_id=f"{student_dir.name}-baseline"[:64])
+        storage.write_json(student_dir / PAIR, {"baseline_run": base_dir.name, "student_run": student_dir.name})
+    ctx.log(f"1 of 2: the distilled student ({student_dir.name}); 2 of 2: the GT-only baseline ({base_dir.name})")
+
+    _train_one(Scaled(ctx, 0.45), cfg)
+    base_ctx = RunOf(ctx, base_dir, 0.45, 0.45, "2 of 2 baseline")
+    base_ctx.recorder.start("running")
+    try:
+        _train_one(base_ctx, base_cfg)
+    except BaseException as exc:
+        cancelled = type(exc).__name__ == "JobCancelled"
+        base_ctx.recorder.finish("cancelled" if cancelled else "failed", str(exc) or type(exc).__name__,
+                                 **({} if cancelled else {"error": str(exc)}))
+        raise
+    base_ctx.recorder.finish("succeeded", "done", progress=1.0)
+    ctx.progress(0.9, "evaluating student, baseline and teacher on the val shoes")
+    evaluation = evaluate_run(Scaled(ctx, 0.07, 0.9), student_dir, baseline_run=base_dir)
+    report = build_report(student_dir, base_dir, evaluation)
+    ctx.log(report["verdict"])
+    ctx.progress(1.0, report["verdict"])
+    return report
