@@ -37,3 +37,21 @@ def history_figure(history: list[dict[str, Any]], keys: Iterable[str] | None = N
     if not fig.data:
         fig.add_annotation(text="no metrics yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
+
+
+def distillation_figure(curves: dict[str, list], teacher_cd_l1: float | None) -> go.Figure:
+    """Val CD-L1 per epoch of the student and its GT-only baseline, the teacher's CD-L1 as a dashed line
+    (``engine.evaluate.distill_report`` curves: ``{name: [[epoch, value], ...]}``)."""
+    fig = go.Figure()
+    for name, curve in curves.items():
+        if curve:
+            fig.add_trace(go.Scatter(x=[e for e, _ in curve], y=[v for _, v in curve], mode="lines+markers",
+                                     name=f"{name} val CD-L1"))
+    if teacher_cd_l1 is not None and fig.data:
+        fig.add_hline(y=teacher_cd_l1, line_dash="dash", annotation_text=f"teacher {teacher_cd_l1:.4f}")
+    fig.update_layout(title="val CD-L1 per epoch (normalised: longest side 1)", xaxis_title="epoch",
+                      yaxis_title="CD-L1", height=340, margin=dict(l=50, r=10, t=40, b=40),
+                      legend=dict(orientation="h", y=-0.25))
+    if not fig.data:
+        fig.add_annotation(text="no validation epochs yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return fig

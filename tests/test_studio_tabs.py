@@ -1,6 +1,7 @@
 """The Data, Teacher and Cache tabs through gradio_client: handlers start jobs, timers pick up results."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -72,12 +73,19 @@ def test_train3d_tab_trains_student_and_baseline_then_evaluates(app):
     if not (roots["cache"] / "sample-visual-hull-fast").is_dir():
         client.predict("sample", "visual-hull", "fast", 0, "", api_name="/build_cache")
         wait_idle(studio)
-    client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 2, 1e-3, 2, 2.0, 1.0, 4, 0, True,
+    client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 2, 1e-3, 2, 2.0, 1.0, 4, 0, True, 0.0,
                    api_name="/train_start")
     wait_idle(studio, timeout=240)
     train = [j for j in studio.runner.jobs() if j["kind"] == "train3d"]
-    assert len(train) == 2 and all(j["state"] == "succeeded" for j in train), [j["error"] for j in train]
+    # one job (engine.workflows.distill_with_baseline) trains both runs, evaluates and writes the report
+    assert len(train) == 1 and train[0]["state"] == "succeeded", [j["error"] for j in train]
     main = train[0]["id"]
+    assert (roots["runs"] / f"{main}-baseline" / "checkpoints" / "best.pt").is_file()
+    report = json.loads((roots["runs"] / main / "distillation.json").read_text())
+    assert report["verdict"].startswith("distillation ") and report["table"]["baseline"]
+    poll = client.predict(None, main, api_name="/train_poll")
+    assert any("baseline val CD-L1" in json.dumps(out) for out in poll)  # the distillation plot: both curves
+    assert any("Distillation report" in str(out) for out in poll)  # and the report under it
     client.predict(main, api_name="/train_evaluate")
     wait_idle(studio, timeout=120)
     ev = [j for j in studio.runner.jobs() if j["kind"] == "evaluate"][-1]

@@ -9,7 +9,9 @@ Config keys (``DEFAULTS``): ``corpus`` (a folder built by ``engine.data.corpus.b
 to 5 % over the run), ``seed``, ``val_resolution`` (grid of the final mesh validation), ``model``
 (``OccupancyConfig`` fields).
 
-Loss per step: L1 between the output and the exact field's signed distance clamped to
+Queries per step (``queries`` per shoe): three quarters from the stored ones, half of those among the
+queries the visual hull gets wrong (``hard_queries``, ``pick_queries``), and a quarter drawn afresh inside
+the visual hull (``hull_queries``) — the targets come from the exact field, so any point can be asked. Loss per step: L1 between the output and the exact field's signed distance clamped to
 ``±TRUNCATION`` (the prediction is not clamped, so a wrong sign far out still pulls), mean over queries and shoes. The target is the procedural field at the
 query (``sample_shoes.field_value``, negated so inside is positive) divided by the shoe's mm-per-unit scale:
 distance-like in the normalised frame, and far richer than the inside / outside bit, so the surface is
@@ -82,6 +84,47 @@ def sdf_targets(params: list, frames: list[dict], points: torch.Tensor) -> torch
     return torch.stack(out).float().clamp_(-TRUNCATION, TRUNCATION)
 
 
+def hard_queries(views_u8: torch.Tensor, query: torch.Tensor, inside: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """(N, Q) bool: queries the visual hull gets wrong — inside every given view's silhouette (bilinear
+    alpha >= 0.5) yet outside the shoe: the collar's recess, the arch, the tops no view sees edge-on."""
+    from engine.teachers.occupancy_net import N_VIEWS, sample, view_grids
+
+    out = []
+    for k in range(0, len(views_u8), chunk):
+        v = views_u8[k:k + chunk, :, 3:4].float().div_(255.0)  # (b, 4, 1, S, S) alpha only
+        b = len(v)
+        alpha = sample([v.reshape(b * N_VIEWS, 1, *v.shape[-2:])], view_grids(query[k:k + chunk]))  # (b*4, Q, 1)
+        hull = alpha.reshape(b, N_VIEWS, -1).amin(1)  # (b, Q)
+        out.append((hull >= 0.5) & ~inside[k:k + chunk])
+    return torch.cat(out)
+
+
+def pick_queries(hard: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, n) query indices per shoe: half drawn among its ``hard`` queries (when it has any), the rest
+    uniformly, with replacement — the hull's mistakes are what the teacher must learn, and uniform
+    sampling gives them a few per cent of the loss."""
+    w_hard = hard.float() / hard.float().sum(1, keepdim=True).clamp_min(1)  # (B, Q)
+    w = 0.5 * w_hard + 0.5 / hard.shape[1]
+    w = torch.where(hard.any(1, keepdim=True), w, torch.ones_like(w))
+    return torch.multinomial(w, n, replacement=True, generator=generator)
+
+
+def hull_queries(views_u8: torch.Tensor, surface: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, n, 3) fresh points uniform in each shoe's box (its surface points' bounds + 0.02) and inside
+    its visual hull (rejection sampling from 3n candidates; short rows are topped up with outside ones).
+    They reach the inside of the collar's recess, which surface-based samples barely touch."""
+    from engine.teachers.occupancy_net import N_VIEWS, sample, view_grids
+
+    b = len(views_u8)
+    lo, hi = surface.amin(1, keepdim=True) - 0.02, surface.amax(1, keepdim=True) + 0.02  # (B, 1, 3)
+    cand = lo + (hi - lo) * torch.rand(b, 3 * n, 3, generator=generator)  # (B, 3n, 3)
+    alpha = views_u8[:, :, 3:4].float().div_(255.0).reshape(b * N_VIEWS, 1, *views_u8.shape[-2:])
+    hull = sample([alpha], view_grids(cand)).reshape(b, N_VIEWS, -1).amin(1)  # (B, 3n)
+    key = (hull >= 0.5).float() + torch.rand(hull.shape, generator=generator) * 0.5  # inside first, random order
+    order = key.argsort(1, descending=True)[:, :n]
+    return torch.gather(cand, 1, order.unsqueeze(-1).expand(-1, -1, 3))
+
+
 def views_float(views_u8: torch.Tensor) -> torch.Tensor:
     return views_u8.float().div_(255.0)  # (B, 4, 4, S, S)
 
@@ -126,6 +169,20 @@ def validate_teacher(model, views_u8: torch.Tensor, surfaces: torch.Tensor, reso
     return rows
 
 
+def corpus_and_pretrain(ctx, config: dict) -> dict:
+    """What the Teacher tab's "Pre-train" runs as one job: build (or finish) the corpus named by
+    ``config['corpus']`` with ``corpus_count`` shoes (progress 0-20 %), then ``pretrain_teacher`` (20-100 %).
+    The other keys are ``pretrain_teacher``'s."""
+    from engine.data.corpus import build_corpus
+    from engine.progress import Scaled
+
+    cfg = dict(config)
+    count, seed = int(cfg.pop("corpus_count", 1024)), int(cfg.pop("corpus_seed", 0))
+    if not cfg.get("resume"):
+        build_corpus(Scaled(ctx, 0.2), Path(cfg["corpus"]), count=count, seed=seed)
+    return pretrain_teacher(Scaled(ctx, 0.8, 0.2), cfg)
+
+
 def pretrain_teacher(ctx, config: dict) -> dict:
     """Train the occupancy teacher (see the module docstring); writes ``config['out']`` at the end."""
     from engine.data.corpus import corpus_frames, corpus_shoes, load_corpus
@@ -139,6 +196,8 @@ def pretrain_teacher(ctx, config: dict) -> dict:
     data = load_parts(paths, ctx.log)
     params = [p for _f, p in corpus_shoes(settings["families"], settings["count"], settings["seed"])]
     frames = corpus_frames(Path(cfg["corpus"]), settings, ctx.log)
+    hard = hard_queries(data["views"], data["query"], data["inside"])  # (N, Q)
+    ctx.log(f"queries the visual hull gets wrong: {100 * hard.float().mean():.1f} % (half of each step's draw)")
     n = len(data["views"])
     n_val = min(cfg["val_shoes"], n - 1)
     n_train = min(cfg["shoes"] or n - n_val, n - n_val)
@@ -165,7 +224,6 @@ def pretrain_teacher(ctx, config: dict) -> dict:
     ctx.log(f"occupancy teacher: {count_parameters(model):,} parameters; {n_train} train shoes, {n_val} held out, "
             f"{steps_per_epoch} steps per epoch")
     t0 = time.perf_counter()
-    q_all = data["query"].shape[1]
     for epoch in range(first, cfg["epochs"] + 1):
         gen = torch.Generator().manual_seed(cfg["seed"] * 100_003 + epoch)
         order = torch.randperm(n_train, generator=gen)
@@ -176,8 +234,9 @@ def pretrain_teacher(ctx, config: dict) -> dict:
                 ctx.log(f"cancelled in epoch {epoch}; checkpoints/last.pt holds epoch {epoch - 1}")
                 raise JobCancelled("cancelled by the user")
             rows = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]
-            pick = torch.randint(q_all, (len(rows), cfg["queries"]), generator=gen)  # (B, Q)
-            q = torch.gather(data["query"][rows], 1, pick.unsqueeze(-1).expand(-1, -1, 3))
+            pick = pick_queries(hard[rows], cfg["queries"] - cfg["queries"] // 4, gen)  # (B, 3Q/4)
+            q = torch.cat([torch.gather(data["query"][rows], 1, pick.unsqueeze(-1).expand(-1, -1, 3)),
+                           hull_queries(data["views"][rows], data["surface"][rows], cfg["queries"] // 4, gen)], 1)
             y = sdf_targets([params[int(r)] for r in rows], [frames[int(r)] for r in rows], q)  # (B, Q)
             pred = model(views_float(data["views"][rows]), q)  # unclamped: a wrong sign far out still has a gradient
             loss = F.l1_loss(pred, y) / TRUNCATION  # in units of the truncation band

@@ -54,8 +54,13 @@ def build(studio: Studio) -> None:
         with gr.Row():
             count = gr.Number(value=101, precision=0, minimum=1, maximum=1000, label="shoes")
             seed = gr.Number(value=0, precision=0, label="seed")
+            gt = gr.Number(value=0, precision=0, minimum=0, label="keep GT for the first N only (0 = all)",
+                           elem_id="data-sample-gt")
             build_btn = gr.Button("Build sample", elem_id="data-build")
             cancel = gr.Button("Cancel", variant="stop")
+        gr.Markdown("**Few scans, many photos**: with N > 0 only the first N shoes keep their ground-truth mesh "
+                    "(dataset `sample-gtN`); the others are photo-only shoes, which a student learns from through "
+                    "the teacher alone (its term has weight 1 for them) and which never enter the GT metrics.")
     progress = gr.HTML(elem_id="data-progress")
     summary = gr.Markdown()
     table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, label="Validation", elem_id="data-table")
@@ -78,14 +83,15 @@ def build(studio: Studio) -> None:
         return {"id": job_id, "what": "check", "dataset": name}, progress_html(studio.runner.get(job_id)), \
             gr.Timer(active=True)
 
-    def start_sample(n, s):
+    def start_sample(n, s, n_gt=0):
         try:
-            n, s = int(n), int(s)
-            job_id = studio.runner.submit(build_sample, kind="sample", out=studio.data_root / "sample",
-                                          count=n, seed=s)
+            n, s, n_gt = int(n), int(s), int(n_gt or 0)
+            name = f"sample-gt{n_gt}" if n_gt else "sample"
+            job_id = studio.runner.submit(build_sample, kind="sample", out=studio.data_root / name,
+                                          count=n, seed=s, gt=n_gt or None)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False)
-        return {"id": job_id, "what": "sample", "dataset": "sample"}, progress_html(studio.runner.get(job_id)), \
+        return {"id": job_id, "what": "sample", "dataset": name}, progress_html(studio.runner.get(job_id)), \
             gr.Timer(active=True)
 
     def poll(state):
@@ -97,9 +103,9 @@ def build(studio: Studio) -> None:
         if not is_finished(snap):
             return state, bar, keep, keep, keep, keep, keep
         if state["what"] == "sample" and snap["state"] == "succeeded":
-            nxt, bar2, _ = start_check("sample")  # validate what was just built
+            nxt, bar2, _ = start_check(state["dataset"])  # validate what was just built
             choices = layout.list_datasets(studio.data_root)
-            return nxt, bar2, keep, keep, gr.update(choices=choices, value="sample"), keep, gr.Timer(active=True)
+            return nxt, bar2, keep, keep, gr.update(choices=choices, value=state["dataset"]), keep, gr.Timer(active=True)
         if state["what"] == "check" and snap["state"] == "succeeded":
             rows = studio.runner.result(state["id"])
             ids = [r["id"] for r in rows if r["status"] != "problem"]
@@ -113,7 +119,7 @@ def build(studio: Studio) -> None:
         return progress_html(studio.runner.get(state["id"]) if state else None, idle="nothing running")
 
     check.click(start_check, inputs=[dataset], outputs=[job, progress, timer], api_name="validate_dataset")
-    build_btn.click(start_sample, inputs=[count, seed], outputs=[job, progress, timer], api_name="build_sample")
+    build_btn.click(start_sample, inputs=[count, seed, gt], outputs=[job, progress, timer], api_name="build_sample")
     cancel.click(do_cancel, inputs=[job], outputs=[progress])
     timer.tick(poll, inputs=[job], outputs=[job, progress, summary, table, dataset, shoe, timer],
                show_progress="hidden")

@@ -9,9 +9,12 @@ from engine.data.mesh_files import DOWNLOAD_FORMATS, prepare_download
 from engine.geometry.camera import VIEW_NAMES
 from engine.teachers.base import PRESETS, availability_markdown, teacher_names
 from engine.teachers.run import run_teacher
+from engine.train.teacher_pretrain import corpus_and_pretrain
 from engine.progress import NULL_CONTEXT
-from studio.components import error_text, is_finished, photo_upload, progress_html, refused, start_job
+from studio.components import error_text, is_finished, photo_upload, progress_html, refused, run_ids, start_job
 from studio.context import Studio
+
+PRETRAIN_KIND = "teacher-pretrain"
 
 
 def build(studio: Studio) -> None:
@@ -47,6 +50,22 @@ def build(studio: Studio) -> None:
                 faces = gr.Number(value=0, precision=0, minimum=0, label="simplify to N faces (0 = keep)")
                 dl_btn = gr.Button("Prepare download")
             download = gr.File(label="Download", elem_id="teacher-download")
+    with gr.Accordion("Pre-train the learned teacher (occupancy)", open=False):
+        gr.Markdown("The `occupancy` teacher is an image-conditioned implicit network pre-trained on a procedural "
+                    "corpus of seven shoe families that no `sample` seed can produce. Its shipped weights are in "
+                    "`assets/teachers/`; this trains new ones (CPU: about half a second per step). The run's loss "
+                    "and held-out IoU per epoch are in the Runs tab; a stopped run resumes from its last epoch.")
+        with gr.Row():
+            pt_count = gr.Number(value=1024, precision=0, minimum=16, label="corpus shoes", elem_id="pretrain-count")
+            pt_epochs = gr.Number(value=8, precision=0, minimum=1, label="epochs", elem_id="pretrain-epochs")
+            pt_go = gr.Button("Pre-train", elem_id="pretrain-start")
+            pt_run = gr.Dropdown(choices=run_ids(studio, PRETRAIN_KIND), label="run to resume",
+                                 allow_custom_value=True, elem_id="pretrain-run")
+            pt_resume = gr.Button("Resume")
+            pt_stop = gr.Button("Cancel", variant="stop")
+        pt_progress = gr.HTML(elem_id="pretrain-progress")
+    pt_job = gr.State(None)
+    pt_timer = gr.Timer(2.0, active=False)
     job = gr.State(None)  # {"id", "what": "generate"}: kept after the job ends (downloads start from it)
     timer = gr.Timer(1.0, active=False)
 
@@ -93,6 +112,39 @@ def build(studio: Studio) -> None:
             gr.Warning(error_text(exc))
             return None
 
+    def start_pretrain(n, ep, run_id=None):
+        from engine import runs
+        from engine.teachers.occupancy import weights_path
+
+        try:
+            if run_id:  # resume that run from its checkpoints/last.pt with its own config
+                run = runs.load_run(run_id, studio.runs_root, studio.runner.live_ids())
+                if run["status"].get("state") in runs.ACTIVE_STATES:
+                    raise UserError(f"{run_id} is still {run['status']['state']}")
+                cfg = {k: v for k, v in run["config"].items() if k != "kind"}
+                job_id = studio.runner.submit(corpus_and_pretrain, kind=PRETRAIN_KIND, config={**cfg, "resume": True},
+                                              existing_run=runs.run_dir(run_id, studio.runs_root))
+            else:
+                cfg = {"corpus": str(studio.cache_root / f"teacher-corpus-{int(n)}"), "corpus_count": int(n),
+                       "epochs": int(ep), "out": str(weights_path())}
+                job_id = studio.runner.submit(corpus_and_pretrain, kind=PRETRAIN_KIND, config=cfg)
+        except (UserError, ValueError, TypeError) as exc:
+            return None, error_text(exc), gr.Timer(active=False), gr.update()
+        return {"id": job_id}, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
+            gr.update(choices=run_ids(studio, PRETRAIN_KIND))
+
+    def poll_pretrain(state):
+        snap = studio.runner.get(state["id"]) if state else None
+        if snap is None or is_finished(snap):
+            return progress_html(snap), gr.Timer(active=False)
+        return progress_html(snap), gr.update()
+
+    pt_go.click(start_pretrain, inputs=[pt_count, pt_epochs], outputs=[pt_job, pt_progress, pt_timer, pt_run],
+                api_name="pretrain_start")
+    pt_resume.click(lambda rid: start_pretrain(0, 0, rid or None), inputs=[pt_run],
+                    outputs=[pt_job, pt_progress, pt_timer, pt_run], api_name="pretrain_resume")
+    pt_stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[pt_job])
+    pt_timer.tick(poll_pretrain, inputs=[pt_job], outputs=[pt_progress, pt_timer], show_progress="hidden")
     dataset.change(shoes_of, inputs=[dataset], outputs=[shoe])
     go.click(start, inputs=[source, dataset, shoe, teacher, preset, octree, seed, *uploads],
              outputs=[job, progress, timer], api_name="teacher_generate")
