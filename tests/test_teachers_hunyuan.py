@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 import yaml
 
@@ -124,6 +125,10 @@ def test_tiny_pipeline_runs_through_the_adapter(tmp_path, monkeypatch):
     assert np.allclose(np.abs(np.linalg.det(np.array(s["orientation"]))), 1.0)
     b = teacher.predict(views, TeacherSettings(**TINY, seed=1))
     np.testing.assert_array_equal(a.vertices, b.vertices)  # same seed, same mesh
+    # the conditioner's image tokens, read through a forward hook (no hook is left behind)
+    assert a.features.dtype == np.float16 and a.features.ndim == 2 and np.isfinite(a.features).all()
+    np.testing.assert_array_equal(a.features, b.features)
+    assert not hunyuan.load_pipeline("2mv", *hunyuan.resolve_device("cpu")).conditioner._forward_hooks
     fp = teacher.fingerprint_settings(TeacherSettings(preset="high"))
     assert fp["steps"] == 30 and fp["octree_resolution"] == 256 and fp["subfolder"] == "hunyuan3d-dit-v2-mv"
     assert teacher.fingerprint_settings(TeacherSettings(device="cpu")) == teacher.fingerprint_settings(TeacherSettings())
@@ -177,7 +182,9 @@ def test_tiny_pipeline_through_the_cache(tmp_path, monkeypatch):
     settings = TeacherSettings(**TINY)
     good = build_cache(NULL_CONTEXT, data, tmp_path / "good", teacher="hunyuan3d-2mv-fast", settings=settings)
     assert (good["done"], good["failed"]) == (2, 0)
-    assert load_entry(tmp_path / "good", "shoe_001")["points"].shape == (10000, 3)
+    entry = load_entry(tmp_path / "good", "shoe_001")
+    assert entry["points"].shape == (10000, 3)
+    assert entry["features"].dtype == torch.float16 and entry["features"].dim() == 2  # the image tokens
     assert cache_summary(tmp_path / "good")["teacher"] == "hunyuan3d-2mv-fast"
     dead = build_cache(NULL_CONTEXT, data, tmp_path / "dead", teacher="hunyuan3d-2mv-turbo", settings=settings)
     assert (dead["done"], dead["failed"]) == (0, 2)

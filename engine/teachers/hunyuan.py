@@ -18,7 +18,9 @@ per (model, device, dtype, weights folder).
 Output: hy3dgen's mesh is normalised (bbox centre at the origin, longest side 1) and turned into the
 engine's camera frame (+Y up, toe towards +Z) by choosing, among the 24 axis-aligned rotations, the
 one whose rendered silhouettes best match the input views (see ``orient_to_views``); the chosen
-rotation and its silhouette IoU are in the result's stats. When the pipeline returns no mesh (the
+rotation and its silhouette IoU are in the result's stats. ``TeacherResult.features`` holds the
+conditioner's image tokens (T, C) of the conditional pass, read through a forward hook on
+``pipe.conditioner``, for feature-level distillation. When the pipeline returns no mesh (the
 decoded occupancy has no zero crossing) the shoe fails with ``TeacherFailed`` and the cache records it.
 """
 from __future__ import annotations
@@ -240,6 +242,8 @@ def orient_to_views(vertices: np.ndarray, faces: np.ndarray, views: dict[str, np
 class HunyuanTeacher:
     """One Hunyuan3D-2mv variant (see the module docstring)."""
 
+    has_features = True  # TeacherResult.features: the conditioner's image tokens (T, C), via a forward hook
+
     def __init__(self, model: str = "2mv"):
         if model not in MODELS:
             raise TeacherUnavailable(f"unknown Hunyuan3D model {model!r}; choose one of {', '.join(MODELS)}")
@@ -270,6 +274,14 @@ class HunyuanTeacher:
         images = {name: Image.fromarray(img, "RGBA") for name, img in views.items()}
         generator = torch.Generator(device=device).manual_seed(int(settings.seed))
         t0 = time.perf_counter()
+        tokens: list = []
+
+        def keep(_module, _inputs, out):  # the conditional call's image tokens; hy3dgen's code is not edited
+            main = out["main"] if isinstance(out, dict) else out
+            if not tokens and isinstance(main, torch.Tensor):
+                tokens.append(main[0].detach().float().cpu())
+
+        hook = pipe.conditioner.register_forward_hook(keep)
         try:
             out = pipe(image=images, num_inference_steps=fp["steps"], octree_resolution=fp["octree_resolution"],
                        num_chunks=20000 if device.type == "cuda" else 8000, guidance_scale=GUIDANCE_SCALE,
@@ -277,12 +289,16 @@ class HunyuanTeacher:
         except torch.cuda.OutOfMemoryError:
             raise TeacherFailed(f"{self.name} ran out of GPU memory at octree resolution "
                                 f"{fp['octree_resolution']}; try --octree-resolution 128") from None
+        finally:
+            hook.remove()
         mesh = out[0] if out else None
         if mesh is None or len(mesh.faces) == 0:
             raise TeacherFailed(f"{self.name} returned no mesh: the decoded occupancy field has no surface "
                                 f"(no zero crossing) at octree resolution {fp['octree_resolution']}")
         raw = finish_result(mesh.vertices, mesh.faces, 0.0, self.name, fp)
         verts, rot, iou = orient_to_views(raw.vertices.astype(np.float64), raw.faces, views)
-        return finish_result(verts, raw.faces, time.perf_counter() - t0, self.name, fp, views=list(views),
-                             device=str(device), dtype=str(dtype).replace("torch.", ""),
-                             orientation=rot.astype(int).tolist(), silhouette_iou=round(iou, 4))
+        result = finish_result(verts, raw.faces, time.perf_counter() - t0, self.name, fp, views=list(views),
+                               device=str(device), dtype=str(dtype).replace("torch.", ""),
+                               orientation=rot.astype(int).tolist(), silhouette_iou=round(iou, 4))
+        result.features = tokens[0].numpy().astype(np.float16) if tokens else None
+        return result

@@ -1,0 +1,193 @@
+"""Does distillation pay? Every arm in one run, same seed, printed as a table (issue 12).
+
+    python bench/bench_distill.py [--work DIR] [--sets sample,fewscan] [--epochs-sample 50]
+                                  [--epochs-few 40] [--lambda-feat 0.5] [--timing-epochs 3] [--quick]
+
+Two datasets, built under ``--work`` (reused between runs):
+
+* ``sample``: the 101 built-in sample shoes (seed 0), 81 train / 20 val, ``--epochs-sample`` epochs;
+* ``fewscan``: 160 shoes of seed 11 with GT for the first 40 only (``data sample --gt 40``): 20 GT train +
+  120 photo-only, 20 val, ``--epochs-few`` epochs.
+
+Arms per dataset (same student, seed, split and epochs): ``baseline`` (GT alone), ``points`` (distilled
+from the learned occupancy teacher's cached points) and ``points+feat`` (plus the feature term,
+``--lambda-feat``). Printed: val CD-L1 / F@1 % of each arm and of the teacher (``evaluate_run``: each mesh
+normalised, longest side 1), arm / baseline ratios against the targets (teacher <= 0.75x, student <=
+0.85x on the sample and <= 0.70x on the few-scan set), the epoch at which each distilled arm first reaches
+the baseline's final val CD-L1 (target <= half the epochs), the student's parameters, its ONNX Runtime
+latency per shoe, the teacher's seconds per shoe (cache build) and its pre-training time (from the
+weights' record), and seconds per epoch with the teacher cached against today's visual-hull distillation
+(``--timing-epochs`` epochs of each, alternately; target <= 1.15x).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from engine import runs, storage  # noqa: E402
+from engine.cli.train import RunContext  # noqa: E402
+
+TARGETS = {"teacher": 0.75, "sample": 0.85, "fewscan": 0.70, "epoch_time": 1.15}
+SETS = {"sample": {"count": 101, "seed": 0, "gt": None, "val_fraction": 0.2},
+        "fewscan": {"count": 160, "seed": 11, "gt": 40, "val_fraction": 0.5}}
+
+
+def prepare(work: Path, name: str) -> tuple[Path, Path, Path, dict]:
+    """(data, occupancy cache, visual-hull cache, cache timing) of one dataset, built when absent."""
+    from engine.cache import build_cache, read_metadata
+    from engine.cli import CliProgress
+    from engine.data.sample_shoes import build_sample
+    from engine.teachers.base import TeacherSettings
+
+    spec = SETS[name]
+    data, occ, vh = work / "data" / name, work / "cache" / f"{name}-occupancy", work / "cache" / f"{name}-vh"
+    build_sample(CliProgress(quiet=True), data, count=spec["count"], seed=spec["seed"], gt=spec["gt"])
+    t0 = time.perf_counter()
+    build_cache(CliProgress(quiet=True), data, occ, teacher="occupancy", settings=TeacherSettings(preset="balanced"))
+    took = time.perf_counter() - t0
+    build_cache(CliProgress(quiet=True), data, vh, teacher="visual-hull", settings=TeacherSettings(preset="balanced"))
+    secs = [e["seconds"] for e in read_metadata(occ)["entries"].values() if e.get("status") == "ok"]
+    return data, occ, vh, {"teacher_s_per_shoe": statistics.median(secs), "cache_wall_s": took}
+
+
+def train(work: Path, run_id: str, cfg: dict) -> Path:
+    """Train (or reuse a finished) run ``run_id`` under ``work/runs``; returns its folder."""
+    from engine.cli import recorded_run
+    from engine.train.distill3d import train_student
+
+    root = work / "runs"
+    run = root / run_id
+    status = (storage.read_json(run / "status.json") or {}).get("state")
+    if status == "succeeded" and storage.read_json(run / "config.json", {}).get("epochs") == cfg["epochs"]:
+        return run
+    if run.exists():
+        import shutil
+
+        shutil.rmtree(run)
+    run = runs.create_run("train3d", cfg, root=root, run_id=run_id)
+    t0 = time.perf_counter()
+    recorded_run(RunContext(run, quiet=True), train_student, cfg)
+    print(f"  trained {run_id}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return run
+
+
+def epoch_seconds(run: Path) -> float:
+    recs = [r for r in runs.read_history(run) if r.get("scope") == "epoch"]
+    return statistics.median(r["seconds"] for r in recs[1:] or recs)
+
+
+def onnx_latency(run: Path) -> float:
+    """ORT FP32 ms per shoe at batch 1, 2 threads (engine.export's own latency table)."""
+    from engine.export.mesh_student import export_student
+
+    out = export_student(None, run, int8=False, threads=2)
+    ort = [r for r in out["latency_rows"] if r["runtime"] != "torch eager" and r["batch"] == 1]
+    return float(ort[0]["ms_per_shoe"]) if ort else float("nan")
+
+
+def run_set(work: Path, name: str, epochs: int, lambda_feat: float) -> dict:
+    from engine.evaluate.distill_report import build_report
+    from engine.evaluate.mesh_eval import evaluate_run
+
+    data, occ, _vh, timing = prepare(work, name)
+    base = {"data": str(data), "epochs": epochs, "seed": 0, "val_fraction": SETS[name]["val_fraction"]}
+    arms = {"baseline": train(work, f"{name}-baseline", {**base, "baseline": True}),
+            "points": train(work, f"{name}-points", {**base, "cache": str(occ)}),
+            "points+feat": train(work, f"{name}-feat", {**base, "cache": str(occ), "lambda_feat": lambda_feat})}
+    out = {"timing": timing, "arms": {}, "epochs": epochs}
+    for arm in ("points", "points+feat"):
+        ev = evaluate_run(None, arms[arm], baseline_run=arms["baseline"])
+        rep = build_report(arms[arm], arms["baseline"], ev)
+        out["arms"][arm] = {"cd_l1": rep["table"]["student"]["cd_l1"], "f1": rep["table"]["student"]["fscore@1%"],
+                            "reach": rep["reach_epoch"], "seconds_per_epoch": epoch_seconds(arms[arm])}
+        out["arms"]["baseline"] = {"cd_l1": rep["table"]["baseline"]["cd_l1"], "f1": rep["table"]["baseline"]["fscore@1%"],
+                                   "reach": None, "seconds_per_epoch": epoch_seconds(arms["baseline"])}
+        out["teacher"] = {"cd_l1": rep["table"]["teacher"]["cd_l1"], "f1": rep["table"]["teacher"]["fscore@1%"]}
+        out["verdict_" + arm] = rep["verdict"]
+    out["runs"] = {k: v.name for k, v in arms.items()}
+    return out
+
+
+def epoch_time_ratio(work: Path, epochs: int, lambda_feat: float) -> tuple[float, float]:
+    """Seconds per epoch on the sample: visual-hull distillation (today) vs occupancy points + features,
+    ``epochs`` epochs each, run alternately twice; medians."""
+    data, occ, vh, _ = prepare(work, "sample")
+    base = {"data": str(data), "epochs": epochs, "seed": 0, "val_fraction": 0.2}
+    today, new = [], []
+    for k in range(2):
+        today.append(epoch_seconds(train(work, f"timing-vh-{k}", {**base, "cache": str(vh)})))
+        new.append(epoch_seconds(train(work, f"timing-feat-{k}", {**base, "cache": str(occ), "lambda_feat": lambda_feat})))
+    return statistics.median(today), statistics.median(new)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "ds-bench-distill"))
+    p.add_argument("--sets", default="sample,fewscan")
+    p.add_argument("--epochs-sample", type=int, default=50)
+    p.add_argument("--epochs-few", type=int, default=40)
+    p.add_argument("--lambda-feat", type=float, default=0.5)
+    p.add_argument("--timing-epochs", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="4 epochs per arm (a smoke run, not the figures)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    from engine.students.mesh_student import MeshStudent, count_parameters
+    from engine.teachers.occupancy import load_weights, weights_path
+
+    _model, ckpt = load_weights(weights_path())
+    rec = ckpt["record"]
+    print(f"load {os.getloadavg()[0]:.2f}; teacher {weights_path().name}: pre-trained {rec['seconds'] / 60:.0f} min "
+          f"on {rec['train_shoes']} corpus shoes, {rec['epochs']} epochs; held-out corpus CD-L1 {rec['val_cd_l1']:.5f}")
+    results = {}
+    for name in args.sets.split(","):
+        epochs = 4 if args.quick else (args.epochs_sample if name == "sample" else args.epochs_few)
+        print(f"== {name}: {epochs} epochs per arm", flush=True)
+        results[name] = run_set(work, name, epochs, args.lambda_feat)
+    today, new = epoch_time_ratio(work, args.timing_epochs, args.lambda_feat)
+    latency = onnx_latency(work / "runs" / results[next(iter(results))]["runs"]["points+feat"])
+    print()
+    print("| set | arm | val CD-L1 | F@1 % | / baseline | target | reaches baseline's final at epoch | s / epoch |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        b = r["arms"]["baseline"]["cd_l1"]
+        t = r["teacher"]["cd_l1"] / b
+        print(f"| {name} | teacher (occupancy) | {r['teacher']['cd_l1']:.5f} | {r['teacher']['f1']:.3f} | {t:.2f} | "
+              f"<= {TARGETS['teacher']} {'PASS' if t <= TARGETS['teacher'] else 'MISS'} | - | - |")
+        for arm in ("baseline", "points", "points+feat"):
+            a = r["arms"][arm]
+            ratio = a["cd_l1"] / b
+            target = "" if arm == "baseline" else \
+                f"<= {TARGETS[name]} {'PASS' if ratio <= TARGETS[name] else 'MISS'}"
+            reach = "-" if arm == "baseline" else \
+                (f"{a['reach']} of {r['epochs']} {'PASS' if a['reach'] and a['reach'] <= r['epochs'] / 2 else 'MISS'}"
+                 if a["reach"] else f"never (MISS)")
+            print(f"| {name} | {arm} | {a['cd_l1']:.5f} | {a['f1']:.3f} | {ratio:.2f} | {target} | {reach} | "
+                  f"{a['seconds_per_epoch']:.1f} |")
+        print(f"| {name} | teacher seconds per shoe (occupancy, balanced) | {r['timing']['teacher_s_per_shoe']:.2f} | | | | | |")
+    params = count_parameters(MeshStudent())
+    print(f"\nstudent: {params:,} parameters (<= 300,000 {'PASS' if params <= 300_000 else 'MISS'}); "
+          f"ONNX Runtime FP32 {latency:.2f} ms per shoe (<= 7 {'PASS' if latency <= 7 else 'MISS'})")
+    print(f"seconds per epoch, sample, teacher cached: visual hull (today) {today:.2f}, occupancy points + features "
+          f"{new:.2f} = {new / today:.2f}x (<= {TARGETS['epoch_time']} {'PASS' if new / today <= TARGETS['epoch_time'] else 'MISS'})")
+    for name, r in results.items():
+        for arm in ("points", "points+feat"):
+            print(f"{name} {arm}: {r['verdict_' + arm]}")
+    storage.write_json(work / "bench_distill.json", {"results": results, "epoch_seconds": [today, new],
+                                                     "latency_ms": latency, "parameters": params})
+    print(f"load {os.getloadavg()[0]:.2f}; figures in {work / 'bench_distill.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
