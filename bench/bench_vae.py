@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from engine.cli import CliProgress  # noqa: E402
+from engine import workflows  # noqa: E402
 from engine.evaluate import vae_report  # noqa: E402
 from engine.train.vae import DEFAULTS  # noqa: E402
 
@@ -47,7 +48,7 @@ def main() -> int:
           f"{cfg['limit']} train images, epochs teacher {cfg['teacher_epochs']} / distill {cfg['epochs']} / "
           f"finetune {cfg['finetune_epochs']}, output {out}", flush=True)
     t0 = time.time()
-    result = vae_report.distil_and_report(CliProgress(), config)
+    result = workflows.distil_and_report(CliProgress(), config)
     total_min = (time.time() - t0) / 60
     rep = result["report"]
     p, s, q = rep["params"], rep["speed"], rep["quality"]

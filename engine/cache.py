@@ -36,7 +36,7 @@ from typing import Any
 from engine import storage
 from engine.config import UserError, validate_id
 from engine.geometry.camera import VIEW_NAMES
-from engine.jobs import NULL_CONTEXT, JobCancelled
+from engine.progress import NULL_CONTEXT, JobCancelled
 
 N_POINTS = 10_000
 METADATA = "metadata.json"

@@ -28,7 +28,7 @@ import torch
 from engine import storage
 from engine.config import UserError
 from engine.geometry.camera import VIEW_NAMES
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 
 def views_from_photos(photos: dict, image_size: int) -> torch.Tensor:

@@ -1,5 +1,8 @@
 """Jobs made of several pipeline steps, beside ``jobs`` and ``cli`` (they sit above train and evaluate).
 
+``distil_and_report(ctx, config)``: the VAE job of the CLI and the studio — ``engine.train.vae``'s phases,
+then the TinyVAE report (``engine.evaluate.vae_report``) on the best checkpoint.
+
 ``distill_with_baseline(ctx, config)``: the one workflow the CLI (``train --with-baseline``) and the
 Train 3D tab both call to answer "does distilling pay here?":
 
@@ -114,3 +117,24 @@ def distill_with_baseline(ctx, config: dict) -> dict:
     ctx.log(report["verdict"])
     ctx.progress(1.0, report["verdict"])
     return report
+
+
+def distil_and_report(ctx, config: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """``engine.train.vae.run_vae_distillation(ctx, config, **options)`` (progress 0-95 %), then, when the
+    config's ``report`` is true and a best checkpoint exists, ``build_report`` on it into the output folder
+    (and the job's run folder when that differs): the summary dict gets ``report``."""
+    from engine.evaluate.vae_report import build_report
+    from engine.progress import NULL_CONTEXT, Scaled
+    from engine.train.vae import run_vae_distillation, validate_config
+
+    ctx = ctx or NULL_CONTEXT
+    cfg = validate_config({**(config or {}), **options})
+    result = run_vae_distillation(Scaled(ctx, 0.95) if cfg["report"] else ctx, cfg)
+    if cfg["report"] and result["best"]:
+        ctx.progress(0.96, "report: held-out metrics, ONNX export and timings")
+        out = Path(result["output_dir"])
+        run_dir = getattr(ctx, "run_dir", None)
+        folders = [out] + ([Path(run_dir)] if run_dir and Path(run_dir) != out else [])
+        result["report"] = build_report(ctx, Path(result["best"]), eval_limit=cfg["eval_limit"], out_dirs=folders)
+    ctx.progress(1.0, "done")
+    return result

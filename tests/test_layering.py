@@ -76,3 +76,26 @@ def test_light_modules_stay_light_at_import(code, absent):
                          env={"GRADIO_ANALYTICS_ENABLED": "False", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"importing {code!r} loaded {out.stdout.strip()}"
+
+
+# the pipeline, upstream first (geometry: the pure conventions and functions data builds on): a package
+# may import those before it, never those after it
+PIPELINE = ("geometry", "data", "teachers", "cache", "students", "train", "evaluate", "export")
+TOP = ("workflows", "jobs", "cli")  # beside the pipeline, above it: they may import any step
+
+
+def _step(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "engine" else None
+
+
+@pytest.mark.parametrize("package", PIPELINE)
+def test_pipeline_arrows_run_one_way(package):
+    """No step imports a later step or the workflows / jobs / CLI above them (engine/export never imports
+    engine/evaluate: export uses the students' trained-run reader and the metrics' conventions)."""
+    later = set(PIPELINE[PIPELINE.index(package) + 1:]) | set(TOP)
+    folder = f"engine/{package}" if (ROOT / "engine" / package).is_dir() else None
+    paths = _modules(folder) if folder else [ROOT / "engine" / f"{package}.py"]
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in paths for line, name in _imports(p)
+           if _step(name) in later]
+    assert bad == []

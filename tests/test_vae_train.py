@@ -9,6 +9,7 @@ import torch
 
 from engine import runs
 from engine.config import UserError
+from engine import workflows
 from engine.evaluate import vae_report
 from engine.jobs import JobCancelled, JobRunner
 from engine.students.vgg import bundled_hed_weights
@@ -76,7 +77,7 @@ def fmnist(tmp_path_factory):
 def tiny_run(fmnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     ctx = RecordingContext()
-    result = vae_report.distil_and_report(ctx, {**TINY, "checkpoint_dir": str(out)})
+    result = workflows.distil_and_report(ctx, {**TINY, "checkpoint_dir": str(out)})
     return out, ctx, result
 
 

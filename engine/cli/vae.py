@@ -32,7 +32,8 @@ def _read_config(path: str) -> dict:
 
 def _distill(args: argparse.Namespace) -> int:
     from engine.cli import CliProgress
-    from engine.evaluate.vae_report import distil_and_report, format_markdown
+    from engine.evaluate.vae_report import format_markdown
+    from engine.workflows import distil_and_report
 
     config = _read_config(args.config) if args.config else {}
     for dest, key in _FLAG_KEYS.items():

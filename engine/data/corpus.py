@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.sample_shoes import SOLE_PALETTE, TOE_SHAPES, ShoeParams, field_value, make_shoe
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 CORPUS_STREAM = 0x7EAC4E  # first entropy word of every corpus shoe: never a sample stream
 FAMILIES: tuple[str, ...] = ("sneaker", "high-top", "boot", "slip-on", "chunky", "heel", "sandal")

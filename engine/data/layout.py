@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.config import ID_PATTERN, UserError, validate_id
 from engine.geometry.camera import IMAGE_SIZE, VIEW_NAMES
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 OBJ_DIR = "OBJs"
 IMAGES_DIR = "input_images"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.geometry.camera import IMAGE_SIZE, VIEW_NAMES, camera_axes, ndc_to_pixel, pixel_rays, project_ndc
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb")
 MAX_FACES = 2_000_000

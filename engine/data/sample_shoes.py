@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.geometry.camera import VIEW_NAMES
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 GENERATOR = "engine.data.sample_shoes/1"
 TOE_SHAPES = ("round", "pointed", "square")

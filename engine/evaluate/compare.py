@@ -24,7 +24,7 @@ import numpy as np
 from engine import storage
 from engine.config import UserError
 from engine.evaluate.mesh_eval import METRICS, N_POINTS, NORMALISATION, SEED
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 DISTANCE_SCALE = 0.05  # colour saturates (red) at 5 % of the longest side
 DENSE_POINTS = 200_000
@@ -110,7 +110,7 @@ def compare_shoe(ctx, run_dir: Path, shoe_id: str, out_dir: Path, checkpoint: st
     """
     from engine.data.layout import load_mesh
     from engine.evaluate.mesh_eval import predict
-    from engine.evaluate.trained_run import open_run
+    from engine.students.trained_run import open_run
 
     ctx = ctx or NULL_CONTEXT
     t0 = time.perf_counter()

@@ -23,14 +23,12 @@ import torch
 
 from engine import storage
 from engine.config import UserError
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 METRICS = ("cd_l1", "cd_l2", "fscore@1%", "fscore@2%", "normal_consistency")
-N_POINTS = 10_000
-SEED = 0
-NORMALISATION = ("each mesh centred on its bounding-box centre and scaled to longest side 1; CD-L1 in those "
-                 "units, CD-L2 squared; F-score thresholds 1 % and 2 % of the longest side; "
-                 f"{N_POINTS} surface points per mesh, seed {SEED}")
+from engine.geometry.metrics import EVAL_POINTS as N_POINTS  # noqa: E402  (re-exported for compare)
+from engine.geometry.metrics import EVAL_SEED as SEED  # noqa: E402
+from engine.geometry.metrics import NORMALISATION  # noqa: E402
 
 
 def predict(model, views: torch.Tensor) -> torch.Tensor:
@@ -50,13 +48,13 @@ def _means(rows: list[dict], model: str, ids: set[str] | None = None) -> dict | 
 
 def evaluate_run(ctx, run_dir: Path, baseline_run: Path | None = None, checkpoint: str = "best") -> dict:
     """Evaluate ``run_dir`` (and ``baseline_run``) on the run's val split; see the module docstring.
-    Both runs open through ``engine.evaluate.trained_run.open_run``.
+    Both runs open through ``engine.students.trained_run.open_run``.
 
     ``UserError`` when a checkpoint is missing or of the wrong kind, the run has no val shoes, the
     baseline run is not a baseline or has another val split, or a val shoe's data is gone.
     """
     from engine.data.layout import load_mesh
-    from engine.evaluate.trained_run import open_run
+    from engine.students.trained_run import open_run
     from engine.geometry.metrics import mesh_metrics
 
     ctx = ctx or NULL_CONTEXT

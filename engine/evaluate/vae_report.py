@@ -14,7 +14,7 @@ split (the dataset's test split) of the checkpoint's dataset:
 * ONNX parity: max-abs-error between torch and ONNX Runtime for each exported graph.
 
 It writes ``report.json`` and ``report.md`` (and the ONNX files under ``onnx/``) into ``out_dirs``.
-``distil_and_report(ctx, config)`` is the VAE job of the CLI and the studio: ``engine.train.vae``'s
+``engine.workflows.distil_and_report(ctx, config)`` is the VAE job of the CLI and the studio: ``engine.train.vae``'s
 training, then (config ``report``, default true) this report on its best checkpoint. Training never
 imports this module; the checkpoint format is ``engine.students.vae_checkpoint``'s.
 """
@@ -182,26 +182,6 @@ def build_report(ctx, checkpoint: Path, eval_limit: int | None = None, out_dirs:
         storage.write_json(Path(folder) / "report.json", report)
         storage.write_text(Path(folder) / "report.md", format_markdown(report))
     return report
-
-
-def distil_and_report(ctx, config: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-    """``engine.train.vae.run_vae_distillation(ctx, config, **options)`` (progress 0-95 %), then, when the
-    config's ``report`` is true and a best checkpoint exists, ``build_report`` on it into the output folder
-    (and the job's run folder when that differs): the summary dict gets ``report``."""
-    from engine.progress import Scaled
-    from engine.train.vae import run_vae_distillation, validate_config
-
-    ctx = ctx or NULL_CONTEXT
-    cfg = validate_config({**(config or {}), **options})
-    result = run_vae_distillation(Scaled(ctx, 0.95) if cfg["report"] else ctx, cfg)
-    if cfg["report"] and result["best"]:
-        ctx.progress(0.96, "report: held-out metrics, ONNX export and timings")
-        out = Path(result["output_dir"])
-        run_dir = getattr(ctx, "run_dir", None)
-        folders = [out] + ([Path(run_dir)] if run_dir and Path(run_dir) != out else [])
-        result["report"] = build_report(ctx, Path(result["best"]), eval_limit=cfg["eval_limit"], out_dirs=folders)
-    ctx.progress(1.0, "done")
-    return result
 
 
 def format_markdown(r: dict[str, Any]) -> str:

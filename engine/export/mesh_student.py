@@ -1,7 +1,7 @@
 """ONNX export of the 3D mesh student, with parity, INT8 and latency tables (the Export tab, ``engine export``).
 
 ``export_student(ctx, run_dir, out_dir=None, int8=False, checkpoint="best", threads=2)`` loads
-``run_dir/checkpoints/<checkpoint>.pt`` (``engine.evaluate.trained_run.open_run``; another kind of
+``run_dir/checkpoints/<checkpoint>.pt`` (``engine.students.trained_run.open_run``; another kind of
 checkpoint is a ``UserError`` naming its kind) and writes into ``out_dir`` (default ``run_dir/export/``):
 
     student.onnx         input ``views`` float32 (batch, 4, 4, S, S) in [0, 1]: views in
@@ -50,7 +50,7 @@ from engine import storage
 from engine.config import UserError
 from engine.export.onnx_tools import (compact_model, export_onnx, latency_ort, latency_torch, ort_session,
                                       run_ort)
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 ONNX_NAME, INT8_NAME = "student.onnx", "student.int8.onnx"
 FACES_NAME, META_NAME = "student.faces.json", "student.json"
@@ -77,7 +77,7 @@ def sidecar_paths(onnx_path: Path) -> tuple[Path, Path]:
 
 def val_shoes(run, log=lambda _m: None) -> tuple[list[str], torch.Tensor | None, list]:
     """``(ids, views uint8 (N, 4, 4, S, S) or None, [(gt_vertices, gt_faces) or None])`` of a
-    ``TrainedRun``'s val split (``engine.evaluate.trained_run``), read from the dataset it trained on;
+    ``TrainedRun``'s val split (``engine.students.trained_run``), read from the dataset it trained on;
     shoes whose data is gone are logged and left out."""
     from engine.data.layout import load_mesh
 
@@ -153,7 +153,8 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
 def int8_report(ctx, fp32_session, int8_session, fp32_path: Path, int8_path: Path, views: torch.Tensor | None,
                 gts: list, faces, probe: torch.Tensor) -> dict:
     """Sizes, INT8-vs-FP32 max abs error (on ``probe``) and mean CD-L1 / F@1 % vs GT on the val views."""
-    from engine.evaluate.mesh_eval import N_POINTS, SEED
+    from engine.geometry.metrics import EVAL_POINTS as N_POINTS
+    from engine.geometry.metrics import EVAL_SEED as SEED
     from engine.geometry.metrics import mesh_metrics
 
     fp32_bytes, int8_bytes = fp32_path.stat().st_size, int8_path.stat().st_size
@@ -214,7 +215,7 @@ def _fmt(v, spec: str = ".3g") -> str:
 
 def format_markdown(rep: dict) -> str:
     """``export.md``: files, parity, INT8 and latency as markdown tables."""
-    from engine.evaluate.mesh_eval import NORMALISATION
+    from engine.geometry.metrics import NORMALISATION
 
     out = [f"# ONNX export of {rep['run']}", "",
            f"Checkpoint `{rep['checkpoint']}` (epoch {rep['epoch']}), image size {rep['image_size']}, "
@@ -251,7 +252,7 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
     int8, latency_rows, markdown, seconds, created``. ``UserError`` for a missing run / checkpoint, a
     checkpoint of another kind, or ``threads`` < 1.
     """
-    from engine.evaluate.trained_run import open_run
+    from engine.students.trained_run import open_run
     from engine.geometry.camera import VIEW_NAMES
     from engine.students.mesh_student import KIND
 

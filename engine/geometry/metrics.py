@@ -29,6 +29,12 @@ from engine.geometry.mesh import sample_points
 from engine.geometry.normalise import normalise_vertices
 
 DEFAULT_TAUS = (0.01, 0.02)
+# how every evaluation table samples and normalises (evaluation, compare, export all quote these)
+EVAL_POINTS = 10_000
+EVAL_SEED = 0
+NORMALISATION = ("each mesh centred on its bounding-box centre and scaled to longest side 1; CD-L1 in those "
+                 "units, CD-L2 squared; F-score thresholds 1 % and 2 % of the longest side; "
+                 f"{EVAL_POINTS} surface points per mesh, seed {EVAL_SEED}")
 
 
 def _points64(a, name: str, width: int = 3) -> torch.Tensor:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from engine.config import UserError
 from engine.geometry.camera import VIEW_NAMES
-from engine.jobs import NULL_CONTEXT
+from engine.progress import NULL_CONTEXT
 
 
 def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], out_dir: Path) -> dict:

@@ -50,7 +50,7 @@ from engine import runs, storage
 from engine.config import UserError
 from engine.data.views import batch_views
 from engine.devices import resolve_device
-from engine.jobs import NULL_CONTEXT, JobCancelled
+from engine.progress import NULL_CONTEXT, JobCancelled
 from engine.progress import Silent
 from engine.students.checkpoint import CKPT_DIR, load_checkpoint, save_checkpoint
 from engine.students.mesh_student import MeshStudent, StudentConfig

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from engine import storage
 from engine.config import UserError
-from engine.jobs import JobCancelled
+from engine.progress import JobCancelled
 
 KIND = "teacher-pretrain"
 DEFAULTS = {"corpus": None, "out": None, "shoes": None, "val_shoes": 8, "epochs": 8, "batch_size": 8,

@@ -21,7 +21,7 @@ format is ``engine.students.vae_checkpoint``'s). ``recon_grid.png`` (rows: input
 rewritten after every epoch. History (``ctx.metric``; also ``history.jsonl`` in the output folder when
 not a job): one record per batch (``scope: batch``, ``phase``, ``epoch``, ``step``, every term) and per
 epoch (``scope: epoch``, train and val means). The report on the best checkpoint is not made here:
-``engine.evaluate.vae_report.distil_and_report`` runs this and then the report (the CLI's and the
+``engine.workflows.distil_and_report`` runs this and then the report (the CLI's and the
 studio's VAE job).
 """
 from __future__ import annotations
@@ -201,7 +201,7 @@ def compute_terms(phase: str | Phase, models: dict, x: torch.Tensor, t_mu: torch
 def run_vae_distillation(ctx, config: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     """Run the ``PHASES`` as configured; returns a summary dict (output folder, best/last checkpoint
     paths, final validation number, training seconds). The report is not made here:
-    ``engine.evaluate.vae_report.distil_and_report`` is this plus the report.
+    ``engine.workflows.distil_and_report`` is this plus the report.
 
     ``config`` and keyword ``options`` are merged (options win), so that it runs as a job with
     ``JobRunner.submit(run_vae_distillation, kind="vae", config=cfg, **cfg)`` (submit's own ``config``

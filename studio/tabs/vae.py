@@ -8,7 +8,8 @@ import gradio as gr
 
 from engine import runs
 from engine.config import UserError, confine
-from engine.evaluate.vae_report import distil_and_report, format_markdown
+from engine.evaluate.vae_report import format_markdown
+from engine.workflows import distil_and_report
 from studio.components import error_text, is_finished, progress_html
 from studio.context import Studio
 from studio.plots import history_figure
