@@ -1,8 +1,8 @@
 """``python -m engine teacher corpus|pretrain``: the learned teacher's corpus and its pre-training.
 
     python -m engine teacher corpus --out corpus/teacher [--count 1024 --seed 0 --families sneaker,boot,...]
-    python -m engine teacher pretrain --corpus corpus/teacher [--out WEIGHTS] [--shoes N --epochs E
-                                      --batch-size B --lr X --seed S] [--resume RUN_ID] [--run-id ID]
+    python -m engine teacher pretrain --corpus corpus/teacher [--out WEIGHTS] [--config cfg.json] [--shoes N
+                                      --epochs E --batch-size B --lr X --seed S] [--resume RUN_ID] [--run-id ID]
 
 ``pretrain`` is a run (kind ``teacher-pretrain``): progress bar with ETA, ``history.jsonl`` (loss, held-out
 IoU per epoch — the Runs tab plots it), ``checkpoints/last.pt`` after every epoch; ``--resume RUN_ID``
@@ -23,7 +23,7 @@ def _corpus(args: argparse.Namespace) -> int:
     from engine.data.corpus import FAMILIES, build_corpus
 
     result = build_corpus(CliProgress(quiet=args.quiet), Path(args.out), families=args.families or ",".join(FAMILIES),
-                          count=args.count, seed=args.seed)
+                          count=args.count, seed=args.seed, image_size=args.image_size, n_query=args.queries)
     print(f"corpus: {result['count']} shoes in {result['parts']} parts ({result['built']} built) -> {result['out']} "
           f"({result['seconds']:.0f} s)")
     return 0
@@ -46,9 +46,12 @@ def _pretrain(args: argparse.Namespace) -> int:
     else:
         if not args.corpus:
             raise UserError("give --corpus (a folder made by `python -m engine teacher corpus`) or --resume RUN_ID")
+        from engine.cli import read_config_json
+
         flags = {"corpus": args.corpus, "out": args.out or str(weights_path()), "shoes": args.shoes,
                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
-        cfg = check_config({k: v for k, v in flags.items() if v is not None})
+        base = read_config_json(args.config) if args.config else {}
+        cfg = check_config({**base, **{k: v for k, v in flags.items() if v is not None}})
         run_dir = runs.create_run(KIND, cfg, root=root, run_id=args.run_id)
     ctx = CliProgress(quiet=args.quiet, run_dir=run_dir)
     if not args.quiet:
@@ -66,10 +69,14 @@ def register(t_sub) -> None:
     p.add_argument("--count", type=int, default=1024, help="shoes (default 1024)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--families", default=None, help="comma-separated (default: all seven)")
+    p.add_argument("--image-size", type=int, default=256, help="view size in pixels (default 256)")
+    p.add_argument("--queries", type=int, default=12288, help="stored occupancy queries per shoe (default 12288)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_corpus)
     p = t_sub.add_parser("pretrain", help="pre-train the occupancy teacher on a corpus (a resumable run)")
     p.add_argument("--corpus", default=None, help="folder made by `teacher corpus`")
+    p.add_argument("--config", default=None, help="JSON file of pretrain settings (flags override it), e.g. "
+                   '{"model": {"width": 16}, "queries": 1024, "val_shoes": 8}')
     p.add_argument("--out", default=None, help="weights file (default: what the occupancy teacher loads)")
     p.add_argument("--shoes", type=int, default=None, help="train on the first N corpus shoes")
     p.add_argument("--epochs", type=int, default=None)
