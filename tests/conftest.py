@@ -61,6 +61,29 @@ def served_studio(roots: dict[str, Path], scratch: Path | None = None, runner=No
         demo.close()
 
 
+class Recording:
+    """A job context that keeps every metric record in ``records`` and is never cancelled (unless a test
+    replaces ``cancelled``)."""
+
+    def __init__(self, run_dir=None):
+        self.run_dir, self.job_id, self.records = run_dir, None, []
+
+    def progress(self, fraction, message=""):
+        assert 0 <= fraction <= 1
+
+    def log(self, text):
+        pass
+
+    def metric(self, record):
+        self.records.append(record)
+
+    def cancelled(self):
+        return False
+
+    def check_cancelled(self):
+        pass
+
+
 TINY_TEACHER = {"width": 4, "sampled": 4, "view_channels": 8, "hidden": 16, "layers": 2, "cnn_size": 32}
 
 
@@ -76,14 +99,7 @@ def tiny_teacher(tmp_path_factory):
     build_corpus(NULL_CONTEXT, base / "corpus", families=["sneaker", "boot"], count=6, seed=2, image_size=64,
                  n_query=512)
 
-    class Ctx:
-        run_dir, job_id, records = base / "run", None, []
-        progress = log = lambda self, *a: None
-        metric = lambda self, record: self.records.append(record)  # noqa: E731
-        cancelled = lambda self: False  # noqa: E731
-        check_cancelled = lambda self: None  # noqa: E731
-
-    ctx = Ctx()
+    ctx = Recording(base / "run")
     result = pretrain_teacher(ctx, {"corpus": str(base / "corpus"), "out": str(base / "w.pt"), "epochs": 2,
                                     "val_shoes": 2, "batch_size": 2, "queries": 256, "val_resolution": 16,
                                     "model": TINY_TEACHER})

@@ -17,26 +17,7 @@ from engine.teachers.occupancy_net import OccupancyConfig, OccupancyNet, count_p
 from engine.train.teacher_pretrain import pretrain_teacher, validate_teacher
 
 from tests.conftest import TINY_TEACHER as TINY
-
-
-class Ctx:
-    def __init__(self, run_dir=None):
-        self.run_dir, self.job_id, self.records = run_dir, None, []
-
-    def progress(self, fraction, message=""):
-        pass
-
-    def log(self, text):
-        pass
-
-    def metric(self, record):
-        self.records.append(record)
-
-    def cancelled(self):
-        return False
-
-    def check_cancelled(self):
-        pass
+from tests.conftest import Recording
 
 
 def test_refined_grid_meshes_a_sphere_with_few_evaluations():
@@ -79,20 +60,20 @@ def test_pretrain_writes_weights_history_and_resumes_to_the_same_weights(tiny_we
     assert ckpt["record"]["train_shoes"] == 4 and "teacher pretrain" in ckpt["record"]["command"]
     cfg = {"corpus": str(base / "corpus"), "out": str(tmp_path / "r.pt"), "val_shoes": 2, "batch_size": 2,
            "queries": 256, "val_resolution": 16, "model": TINY, "epochs": 2}
-    pretrain_teacher(Ctx(tmp_path / "whole"), cfg)
+    pretrain_teacher(Recording(tmp_path / "whole"), cfg)
     whole, _ = load_weights(tmp_path / "r.pt")
     (tmp_path / "r.pt").unlink()
-    stopped = Ctx(tmp_path / "run")
+    stopped = Recording(tmp_path / "run")
     stopped.cancelled = lambda: len(stopped.records) >= 1  # stop at the first step of epoch 2
     with pytest.raises(JobCancelled):
         pretrain_teacher(stopped, cfg)
     assert not (tmp_path / "r.pt").exists()
-    pretrain_teacher(Ctx(tmp_path / "run"), {**cfg, "resume": True})
+    pretrain_teacher(Recording(tmp_path / "run"), {**cfg, "resume": True})
     resumed, _ = load_weights(tmp_path / "r.pt")
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
     with pytest.raises(UserError, match="nothing to resume"):
-        pretrain_teacher(Ctx(tmp_path / "fresh"), {**cfg, "resume": True})
+        pretrain_teacher(Recording(tmp_path / "fresh"), {**cfg, "resume": True})
 
 
 def test_teacher_predicts_a_mesh_and_exposes_features_through_the_hook(tiny_weights, monkeypatch):

@@ -96,6 +96,18 @@ class CliProgress:
         return None
 
 
+def saved_run_config(run_id: str, root) -> tuple:
+    """``(run folder, its config.json without "kind")`` of a run to resume; ``UserError`` when it has none."""
+    from engine import runs, storage
+    from engine.config import UserError
+
+    run_dir = runs.run_dir(run_id, root)
+    saved = storage.read_json(run_dir / "config.json")
+    if not isinstance(saved, dict):
+        raise UserError(f"no run {run_id!r} in {run_dir.parent} (config.json not found)")
+    return run_dir, {k: v for k, v in saved.items() if k != "kind"}
+
+
 def recorded_run(ctx: "CliProgress", fn, *args, resumed: bool = False):
     """``fn(ctx, *args)`` inside the run folder's status lifecycle (``running`` → ``succeeded`` /
     ``failed`` / ``cancelled`` on Ctrl-C), as the job runner writes it; without a recorder just the call."""

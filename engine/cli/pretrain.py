@@ -30,7 +30,7 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from engine import runs, storage
+    from engine import runs
     from engine.cli import CliProgress, recorded_run
     from engine.config import UserError
     from engine.teachers.occupancy import weights_path
@@ -38,11 +38,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     root = Path(args.out_runs).resolve() if args.out_runs else None
     if args.resume:
-        run_dir = runs.run_dir(args.resume, root)
-        saved = storage.read_json(run_dir / "config.json")
-        if not isinstance(saved, dict):
-            raise UserError(f"no run {args.resume!r} in {run_dir.parent} (config.json not found)")
-        cfg = {k: v for k, v in saved.items() if k != "kind"}
+        from engine.cli import saved_run_config
+
+        run_dir, cfg = saved_run_config(args.resume, root)
     else:
         if not args.corpus:
             raise UserError("give --corpus (a folder made by `python -m engine teacher corpus`) or --resume RUN_ID")

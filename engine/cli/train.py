@@ -67,11 +67,9 @@ def _train(args: argparse.Namespace) -> int:
     rank = _rank()
     root = Path(args.out_runs).resolve() if args.out_runs else None
     if args.resume:
-        run_dir = runs.run_dir(args.resume, root)
-        saved = storage.read_json(run_dir / "config.json")
-        if not isinstance(saved, dict):
-            raise UserError(f"no run {args.resume!r} in {run_dir.parent} (config.json not found)")
-        cfg = {k: v for k, v in saved.items() if k != "kind"}
+        from engine.cli import saved_run_config
+
+        run_dir, cfg = saved_run_config(args.resume, root)
         if args.epochs is not None:
             cfg["epochs"] = args.epochs
         if args.device is not None:
