@@ -77,6 +77,26 @@ def is_finished(snap: dict | None) -> bool:
     return bool(snap) and snap.get("state") in ("succeeded", "failed", "cancelled")
 
 
+def job_state(job_id: str, what: str, **extra) -> dict:
+    """A tab's job state (its ``gr.State``), one shape in every tab: ``{"id": the job, "what": what it does}``
+    plus the few keys that tab needs to read its result (a dataset, a cache, a run)."""
+    return {"id": job_id, "what": what, **extra}
+
+
+def job_snapshot(runner, state: dict | None) -> dict | None:
+    """The runner's snapshot of a tab's job (``job_state``), None when the tab has none."""
+    return runner.get(state["id"]) if state else None
+
+
+def poll_progress(snap: dict | None, progress: gr.HTML, timer: gr.Timer) -> dict:
+    """The start of a timer poll's ``{component: value}`` outputs: the job's progress bar and, once the job is
+    over (or there is none), its timer stopped. A poll adds the outputs its result changes."""
+    out = {progress: progress_html(snap)}
+    if not snap or is_finished(snap):
+        out[timer] = gr.Timer(active=False)
+    return out
+
+
 def refused(exc: BaseException) -> tuple:
     """A tab's (job state, progress, timer) outputs when a job could not start: no job, the message."""
     return None, error_text(exc), gr.Timer(active=False)
@@ -92,4 +112,4 @@ def start_job(runner, fn, kind: str, what: str, **kwargs) -> tuple:
         job_id = runner.submit(fn, kind=kind, with_run=False, **kwargs)
     except (UserError, ValueError, TypeError) as exc:
         return refused(exc)
-    return {"id": job_id, "what": what}, progress_html(runner.get(job_id)), gr.Timer(active=True)
+    return job_state(job_id, what), progress_html(runner.get(job_id)), gr.Timer(active=True)

@@ -7,7 +7,7 @@ from engine import cache
 from engine.config import UserError, validate_id
 from engine.data import layout
 from engine.teachers.base import PRESETS, TeacherSettings, availability_markdown, teacher_names
-from studio.components import error_text, is_finished, progress_html
+from studio.components import error_text, is_finished, job_snapshot, job_state, poll_progress, progress_html
 from studio.context import Studio
 
 FAIL_HEADERS = ["shoe", "error"]
@@ -54,7 +54,7 @@ def build(studio: Studio) -> None:
     progress = gr.HTML(elem_id="cache-progress")
     summary = gr.Markdown(elem_id="cache-summary")
     failures = gr.Dataframe(headers=FAIL_HEADERS, interactive=False, wrap=True, label="Failures")
-    job = gr.State(None)
+    job = gr.State(None)  # {"id": job id, "what": "build", "cache": its name}
     timer = gr.Timer(1.0, active=False)
 
     def start_build(ds, t, p, n, cname):
@@ -73,24 +73,23 @@ def build(studio: Studio) -> None:
                 data_root=data_root, cache_dir=cache_dir, teacher=t, settings=settings, first=n or None)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False), gr.update()
-        return {"id": job_id, "cache": cname}, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
-            gr.update(value=cname)
+        return job_state(job_id, "build", cache=cname), progress_html(studio.runner.get(job_id)), \
+            gr.Timer(active=True), gr.update(value=cname)
 
     def poll(state):
-        keep = gr.update()
         if not state:
-            return state, keep, keep, keep, keep, gr.Timer(active=False)
+            return {timer: gr.Timer(active=False)}
         snap = studio.runner.get(state["id"])
         md, rows = summary_md(studio, state["cache"])
         if not is_finished(snap):
-            return state, progress_html(snap), md, rows, keep, keep
-        caches = gr.update(choices=cache.list_caches(studio.cache_root))
-        return None, progress_html(snap), md, rows, caches, gr.Timer(active=False)
+            return {progress: progress_html(snap), summary: md, failures: rows}
+        return {**poll_progress(snap, progress, timer), summary: md, failures: rows, job: None,
+                existing: gr.update(choices=cache.list_caches(studio.cache_root))}
 
     def do_cancel(state):
         if state:
             studio.runner.cancel(state["id"])
-        return progress_html(studio.runner.get(state["id"]) if state else None, idle="nothing running")
+        return progress_html(job_snapshot(studio.runner, state), idle="nothing running")
 
     start.click(start_build, inputs=[dataset, teacher, preset, first, name], outputs=[job, progress, timer, existing],
                 api_name="build_cache")

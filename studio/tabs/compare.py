@@ -16,8 +16,8 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.students.checkpoint import checkpoint_path
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import (error_text, is_finished, photo_upload, progress_html, refused, run_picker,
-                               start_job)
+from studio.components import (error_text, is_finished, job_snapshot, photo_upload, poll_progress, refused,
+                               run_picker, start_job)
 from studio.context import Studio
 
 CAMERA = (90, 70, 2.2)  # (alpha, beta, radius): the same for the three viewers; meshes are normalised
@@ -135,32 +135,30 @@ def build(studio: Studio) -> None:
         return submit("evaluate", evaluate_run, run_dir=run_dir)
 
     def poll(state, run_id):
-        keep = gr.update()
-        snap = studio.runner.get(state["id"]) if state else None
-        outputs = dict.fromkeys(VIEWERS, keep)
-        if not is_finished(snap) or snap["state"] != "succeeded":
-            done = is_finished(snap) or snap is None
-            return (progress_html(snap), *outputs.values(), keep, keep, keep, keep,
-                    None if done else state, gr.Timer(active=not done))
+        snap = job_snapshot(studio.runner, state)
+        out = poll_progress(snap, progress, timer)
+        if snap and not is_finished(snap):
+            return out
+        out[job] = None
+        if not snap or snap["state"] != "succeeded":
+            return out
         res, what = studio.runner.result(state["id"]), state["what"]
-        table_v, notes_v, worst_v, worst_note_v = keep, keep, keep, keep
         if what == "shoe":
-            outputs = {name: res[f"{name}_glb"] for name in VIEWERS}
-            table_v = metrics_table(res["rows"])
-            notes_v = "\n".join(f"- {n}" for n in [f"{res['shoe']} ({res['split']} split), {res['run']} "
-                                                   f"{res['checkpoint']} (epoch {res['epoch']}) — {res['seconds']} s",
-                                                   *res["notes"]])
+            out.update({viewers[name]: res[f"{name}_glb"] for name in VIEWERS})
+            out[table] = metrics_table(res["rows"])
+            head = f"{res['shoe']} ({res['split']} split), {res['run']} {res['checkpoint']} (epoch {res['epoch']}) " \
+                   f"— {res['seconds']} s"
+            out[notes] = "\n".join(f"- {n}" for n in [head, *res["notes"]])
         elif what == "photos":
-            outputs.update(teacher=None, student=res["student_glb"], gt=None)
-            notes_v = f"- student on the uploaded photos ({', '.join(res['stats']['views'])}): " \
-                      f"{res['stats']['student_ms']} ms; no GT, so no colours or metrics"
+            out.update({viewers["teacher"]: None, viewers["student"]: res["student_glb"], viewers["gt"]: None})
+            out[notes] = f"- student on the uploaded photos ({', '.join(res['stats']['views'])}): " \
+                         f"{res['stats']['student_ms']} ms; no GT, so no colours or metrics"
         elif what == "teacher":
-            outputs["teacher"] = res["glb"]
-            notes_v = f"- teacher on the uploaded photos: {res['stats'].get('seconds', 0):.1f} s"
+            out[viewers["teacher"]] = res["glb"]
+            out[notes] = f"- teacher on the uploaded photos: {res['stats'].get('seconds', 0):.1f} s"
         else:  # evaluate
-            worst_v, worst_note_v = worst_rows(studio, run_id)
-        return (progress_html(snap), *outputs.values(), table_v, notes_v, worst_v, worst_note_v, None,
-                gr.Timer(active=False))
+            out[worst], out[worst_note] = worst_rows(studio, run_id)
+        return out
 
     started = [job, progress, timer]
     run.change(pick_run, inputs=[run], outputs=[shoe, worst, worst_note])

@@ -7,7 +7,7 @@ from engine.config import UserError
 from engine.data import layout
 from engine.data.mesh_files import viewer_glb
 from engine.data.sample_shoes import build_sample
-from studio.components import error_text, is_finished, progress_html
+from studio.components import error_text, is_finished, job_snapshot, job_state, poll_progress, progress_html
 from studio.context import Studio
 
 HEADERS = ["id", "status", "ground truth", "views", "problems"]
@@ -80,7 +80,7 @@ def build(studio: Studio) -> None:
         except UserError as exc:
             return None, error_text(exc), gr.Timer(active=False)
         job_id = studio.runner.submit(layout.check_dataset, kind="data-check", with_run=False, root=root)
-        return {"id": job_id, "what": "check", "dataset": name}, progress_html(studio.runner.get(job_id)), \
+        return job_state(job_id, "check", dataset=name), progress_html(studio.runner.get(job_id)), \
             gr.Timer(active=True)
 
     def start_sample(n, s, n_gt=0):
@@ -91,32 +91,31 @@ def build(studio: Studio) -> None:
                                           count=n, seed=s, gt=n_gt or None)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False)
-        return {"id": job_id, "what": "sample", "dataset": name}, progress_html(studio.runner.get(job_id)), \
+        return job_state(job_id, "sample", dataset=name), progress_html(studio.runner.get(job_id)), \
             gr.Timer(active=True)
 
     def poll(state):
-        keep = gr.update()
         if not state:
-            return state, keep, keep, keep, keep, keep, gr.Timer(active=False)
+            return {timer: gr.Timer(active=False)}
         snap = studio.runner.get(state["id"])
-        bar = progress_html(snap)
         if not is_finished(snap):
-            return state, bar, keep, keep, keep, keep, keep
+            return {progress: progress_html(snap)}
         if state["what"] == "sample" and snap["state"] == "succeeded":
-            nxt, bar2, _ = start_check(state["dataset"])  # validate what was just built
-            choices = layout.list_datasets(studio.data_root)
-            return nxt, bar2, keep, keep, gr.update(choices=choices, value=state["dataset"]), keep, gr.Timer(active=True)
+            nxt, bar, _ = start_check(state["dataset"])  # validate what was just built
+            return {job: nxt, progress: bar, timer: gr.Timer(active=True),
+                    dataset: gr.update(choices=layout.list_datasets(studio.data_root), value=state["dataset"])}
+        out = {**poll_progress(snap, progress, timer), job: None}
         if state["what"] == "check" and snap["state"] == "succeeded":
             rows = studio.runner.result(state["id"])
             ids = [r["id"] for r in rows if r["status"] != "problem"]
-            return None, bar, summary_md(rows, state["dataset"]), report_rows(rows), gr.update(), \
-                gr.update(choices=ids, value=ids[0] if ids else None), gr.Timer(active=False)
-        return None, bar, keep, keep, keep, keep, gr.Timer(active=False)
+            out.update({summary: summary_md(rows, state["dataset"]), table: report_rows(rows),
+                        shoe: gr.update(choices=ids, value=ids[0] if ids else None)})
+        return out
 
     def do_cancel(state):
         if state:
             studio.runner.cancel(state["id"])
-        return progress_html(studio.runner.get(state["id"]) if state else None, idle="nothing running")
+        return progress_html(job_snapshot(studio.runner, state), idle="nothing running")
 
     check.click(start_check, inputs=[dataset], outputs=[job, progress, timer], api_name="validate_dataset")
     build_btn.click(start_sample, inputs=[count, seed, gt], outputs=[job, progress, timer], api_name="build_sample")

@@ -11,7 +11,7 @@ from engine.config import UserError
 from engine.evaluate.compare import compare_photos
 from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME, export_student
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import is_finished, photo_upload, progress_html, refused, run_picker, start_job
+from studio.components import is_finished, job_snapshot, photo_upload, poll_progress, refused, run_picker, start_job
 from studio.context import Studio
 
 
@@ -92,18 +92,22 @@ def build(studio: Studio) -> None:
                       photos={name: f for name, f in zip(VIEW_NAMES, photos)})
 
     def poll(state):
-        keep = gr.update()
-        snap = studio.runner.get(state["id"]) if state else None
-        if not is_finished(snap) or snap["state"] != "succeeded":
-            done = snap is None or is_finished(snap)
-            return (progress_html(snap), keep, keep, keep, keep, keep, keep, None if done else state,
-                    gr.Timer(active=not done))
+        snap = job_snapshot(studio.runner, state)
+        out = poll_progress(snap, progress, timer)
+        if snap and not is_finished(snap):
+            return out
+        out[job] = None
+        if not snap or snap["state"] != "succeeded":
+            return out
         res = studio.runner.result(state["id"])
         if state["what"] == "export":
-            return (progress_html(snap), *show_report(res), keep, keep, None, gr.Timer(active=False))
-        stats = res["stats"]
-        note = f"ONNX student on {', '.join(stats['views'])}: {stats['vertices']} vertices in {stats['student_ms']} ms"
-        return progress_html(snap), keep, keep, keep, keep, res["student_glb"], note, None, gr.Timer(active=False)
+            out.update(zip((parity, latency, summary, files), show_report(res)))
+        else:  # try
+            stats = res["stats"]
+            out[viewer] = res["student_glb"]
+            out[try_notes] = f"ONNX student on {', '.join(stats['views'])}: {stats['vertices']} vertices in " \
+                             f"{stats['student_ms']} ms"
+        return out
 
     run.change(lambda rid: show_report(existing_report(studio, rid)), inputs=[run],
                outputs=[parity, latency, summary, files], api_name="export_show")

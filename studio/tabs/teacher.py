@@ -11,7 +11,8 @@ from engine.teachers.base import PRESETS, availability_markdown, teacher_names
 from engine.teachers.run import run_teacher
 from engine.train.teacher_pretrain import corpus_and_pretrain
 from engine.progress import NULL_CONTEXT
-from studio.components import error_text, is_finished, photo_upload, progress_html, refused, run_ids, start_job
+from studio.components import (error_text, job_snapshot, job_state, photo_upload, poll_progress, progress_html,
+                               refused, run_ids, start_job)
 from studio.context import Studio
 
 PRETRAIN_KIND = "teacher-pretrain"
@@ -64,7 +65,7 @@ def build(studio: Studio) -> None:
             pt_resume = gr.Button("Resume")
             pt_stop = gr.Button("Cancel", variant="stop")
         pt_progress = gr.HTML(elem_id="pretrain-progress")
-    pt_job = gr.State(None)
+    pt_job = gr.State(None)  # {"id", "what": "pretrain"}
     pt_timer = gr.Timer(2.0, active=False)
     job = gr.State(None)  # {"id", "what": "generate"}: kept after the job ends (downloads start from it)
     timer = gr.Timer(1.0, active=False)
@@ -90,18 +91,15 @@ def build(studio: Studio) -> None:
                          view_paths=paths, out_dir=studio.scratch)
 
     def poll(state):
-        snap = studio.runner.get(state["id"]) if state else None
-        out = {progress: progress_html(snap)}
-        if snap is not None and not is_finished(snap):
-            return out
-        out[timer] = gr.Timer(active=False)
+        snap = job_snapshot(studio.runner, state)
+        out = poll_progress(snap, progress, timer)
         if snap and snap["state"] == "succeeded":
             res = studio.runner.result(state["id"])
             out.update({model3d: res["glb"], stats: res["stats"]})
         return out
 
     def prepare(state, fm, n):
-        snap = studio.runner.get(state["id"]) if state else None
+        snap = job_snapshot(studio.runner, state)
         if not snap or snap["state"] != "succeeded":
             return None
         res = studio.runner.result(state["id"])
@@ -130,14 +128,11 @@ def build(studio: Studio) -> None:
                 job_id = studio.runner.submit(corpus_and_pretrain, kind=PRETRAIN_KIND, config=cfg)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False), gr.update()
-        return {"id": job_id}, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
+        return job_state(job_id, "pretrain"), progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
             gr.update(choices=run_ids(studio, PRETRAIN_KIND))
 
     def poll_pretrain(state):
-        snap = studio.runner.get(state["id"]) if state else None
-        if snap is None or is_finished(snap):
-            return progress_html(snap), gr.Timer(active=False)
-        return progress_html(snap), gr.update()
+        return poll_progress(job_snapshot(studio.runner, state), pt_progress, pt_timer)
 
     pt_go.click(start_pretrain, inputs=[pt_count, pt_epochs], outputs=[pt_job, pt_progress, pt_timer, pt_run],
                 api_name="pretrain_start")

@@ -15,7 +15,7 @@ from engine.train.distill3d import train_student
 from engine.workflows import PAIR, distill_with_baseline
 from engine.train.schedules import SCHEDULE_NAMES, SCHEDULES
 from engine.cache import list_caches
-from studio.components import error_text, is_finished, progress_html, run_ids
+from studio.components import error_text, is_finished, job_state, progress_html, run_ids
 from studio.context import Studio
 from studio.plots import distillation_figure, history_figure
 
@@ -113,7 +113,8 @@ def build(studio: Studio) -> None:
         epoch_plot = gr.Plot(label="α and validation", elem_id="train-epoch-plot")
     pair_plot = gr.Plot(label="Distillation: student vs GT-only baseline", elem_id="train-pair-plot")
     table = gr.Markdown(elem_id="train-comparison")
-    job = gr.State(None)  # {"main", "pair" (bool), "eval" (or None)}
+    # {"id": job id, "what": "train" | "pair" (student + baseline) | "evaluate", "run": the run it trains or evaluates}
+    job = gr.State(None)
     timer = gr.Timer(2.0, active=False)
 
     def start_training(ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, with_baseline, lf=0.0):
@@ -125,8 +126,9 @@ def build(studio: Studio) -> None:
                 main = studio.runner.submit(train_student, kind=KIND, config=cfg)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False), gr.update()
-        return {"main": main, "pair": bool(with_baseline), "eval": None}, progress_html(studio.runner.get(main)), \
-            gr.Timer(active=True), gr.update(choices=train_runs(studio), value=main)
+        state = job_state(main, "pair" if with_baseline else "train", run=main)
+        return state, progress_html(studio.runner.get(main)), gr.Timer(active=True), \
+            gr.update(choices=train_runs(studio), value=main)
 
     def resume_run(run_id):
         try:
@@ -140,56 +142,52 @@ def build(studio: Studio) -> None:
                                           config={**cfg, "resume": True})
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False)
-        return {"main": job_id, "pair": pair, "eval": None}, progress_html(studio.runner.get(job_id)), \
-            gr.Timer(active=True)
+        state = job_state(job_id, "pair" if pair else "train", run=job_id)
+        return state, progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
 
     def start_eval(state, run_id):
-        state = state or {}
-        run_id = run_id or state.get("main")  # the run picked in the dropdown, else the one just trained
+        run_id = run_id or (state or {}).get("run")  # the run picked in the dropdown, else the one just trained
         try:
             job_id = studio.runner.submit(evaluate_run, kind="evaluate", with_run=False,
                                           run_dir=runs.run_dir(run_id, studio.runs_root))
         except (UserError, ValueError, TypeError) as exc:
             return state, error_text(exc), gr.Timer(active=False)
-        return {"main": run_id, "pair": False, "eval": job_id}, progress_html(studio.runner.get(job_id)), \
+        return job_state(job_id, "evaluate", run=run_id), progress_html(studio.runner.get(job_id)), \
             gr.Timer(active=True)
 
+    def plots(run_id):
+        return dict(zip((loss_plot, epoch_plot, pair_plot), (*figures(studio, run_id), pair_figure(studio, run_id))))
+
     def poll(state, shown):
-        keep = gr.update()
         if not state:
-            return (state, keep, *figures(studio, shown), pair_figure(studio, shown), keep, gr.Timer(active=False))
-        figs = (*figures(studio, state["main"]), pair_figure(studio, state["main"]))
-        if state.get("eval"):
-            ev = studio.runner.get(state["eval"])
-            if not is_finished(ev):
-                return state, progress_html(ev), *figs, keep, keep
-            done = ev["state"] == "succeeded"
-            return None, progress_html(ev), *figs, \
-                format_markdown(studio.runner.result(state["eval"])) if done else keep, gr.Timer(active=False)
-        snap = studio.runner.get(state["main"])  # runs of an earlier session are not in this runner
+            return {**plots(shown), timer: gr.Timer(active=False)}
+        snap = studio.runner.get(state["id"])  # the job: training (one run or the pair) or an evaluation
+        out = {**plots(state["run"]), progress: progress_html(snap)}
         if snap and not is_finished(snap):
-            return state, progress_html(snap), *figs, keep, keep
-        if snap and snap["state"] == "succeeded":
-            if state.get("pair"):  # the workflow evaluated both and wrote the report
-                report = load_report(runs.run_dir(state["main"], studio.runs_root))
-                return None, progress_html(snap), *figs, report_markdown(report) if report else keep, \
-                    gr.Timer(active=False)
-            nxt, bar, _ = start_eval(state, state["main"])  # a single run: evaluate it vs teacher and GT
-            return nxt, bar, *figs, keep, keep
-        return None, progress_html(snap), *figs, keep, gr.Timer(active=False)
+            return out
+        done = bool(snap) and snap["state"] == "succeeded"
+        if done and state["what"] == "train":  # a single run: evaluate it vs teacher and GT
+            nxt, bar, _ = start_eval(state, state["run"])
+            return {**out, job: nxt, progress: bar}
+        out.update({job: None, timer: gr.Timer(active=False)})
+        if done and state["what"] == "evaluate":
+            out[table] = format_markdown(studio.runner.result(state["id"]))
+        elif done:  # the pair: the workflow evaluated both and wrote the report
+            report = load_report(runs.run_dir(state["run"], studio.runs_root))
+            if report:
+                out[table] = report_markdown(report)
+        return out
 
     def do_stop(state):
-        for key in ("main", "eval"):
-            if state and state.get(key):
-                studio.runner.cancel(state[key])
-        return progress_html(studio.runner.get(state["main"]) if state else None, idle="nothing running")
+        for job_id in dict.fromkeys((state["run"], state["id"]) if state else ()):  # an evaluation: both
+            studio.runner.cancel(job_id)
+        return progress_html(studio.runner.get(state["run"]) if state else None, idle="nothing running")
 
     form = [dataset, cache, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width, seed, baseline, l_feat]
     start.click(start_training, inputs=form, outputs=[job, progress, timer, resume_pick], api_name="train_start")
     resume.click(resume_run, inputs=[resume_pick], outputs=[job, progress, timer], api_name="train_resume")
     evaluate.click(start_eval, inputs=[job, resume_pick], outputs=[job, progress, timer], api_name="train_evaluate")
     stop.click(do_stop, inputs=[job], outputs=[progress])
-    resume_pick.change(lambda rid: (*figures(studio, rid), pair_figure(studio, rid)), inputs=[resume_pick],
-                       outputs=[loss_plot, epoch_plot, pair_plot])
+    resume_pick.change(plots, inputs=[resume_pick], outputs=[loss_plot, epoch_plot, pair_plot])
     timer.tick(poll, inputs=[job, resume_pick], outputs=[job, progress, loss_plot, epoch_plot, pair_plot, table, timer],
                show_progress="hidden", api_name="train_poll")

@@ -10,7 +10,7 @@ from engine import runs
 from engine.config import UserError, confine
 from engine.evaluate.vae_report import format_markdown
 from engine.workflows import distil_and_report
-from studio.components import error_text, is_finished, progress_html
+from studio.components import error_text, job_snapshot, job_state, poll_progress, progress_html
 from studio.context import Studio
 from studio.plots import history_figure
 
@@ -70,7 +70,7 @@ def build(studio: Studio) -> None:
         plot = gr.Plot(label="Loss terms", elem_id="vae-plot")
         grid = gr.Image(label="Reconstructions: input / teacher / student", type="filepath", elem_id="vae-grid")
     report = gr.Markdown(elem_id="vae-report")
-    job = gr.State(None)
+    job = gr.State(None)  # {"id": job id (= its run), "what": "distil"}
     timer = gr.Timer(2.0, active=False)
 
     def start_job(ds, n, te, ep, ft, bs, rate, wr, wk, wl, wo, wp, t, sd, n_report=0):
@@ -83,17 +83,17 @@ def build(studio: Studio) -> None:
             job_id = studio.runner.submit(distil_and_report, kind=KIND, config=cfg)
         except (UserError, ValueError, TypeError) as exc:
             return None, error_text(exc), gr.Timer(active=False), gr.update()
-        return job_id, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
+        return job_state(job_id, "distil"), progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
             gr.update(choices=[job_id], value=job_id)
 
-    def poll(job_id):
-        snap = studio.runner.get(job_id) if job_id else None
-        fig, img = live_view(studio, job_id)
-        if not is_finished(snap):
-            return progress_html(snap), fig, img, gr.update(), gr.update()
-        result = studio.runner.result(job_id) if snap["state"] == "succeeded" else None
-        md = format_markdown(result["report"]) if result and result.get("report") else gr.update()
-        return progress_html(snap), fig, img, md, gr.Timer(active=False)
+    def poll(state):
+        snap = job_snapshot(studio.runner, state)
+        fig, img = live_view(studio, state["id"] if state else None)
+        out = {**poll_progress(snap, progress, timer), plot: fig, grid: img}
+        result = studio.runner.result(state["id"]) if snap and snap["state"] == "succeeded" else None
+        if result and result.get("report"):
+            out[report] = format_markdown(result["report"])
+        return out
 
     def show(run_id):
         try:
@@ -106,6 +106,6 @@ def build(studio: Studio) -> None:
     start.click(start_job, inputs=[dataset, limit, teacher_epochs, epochs, finetune, batch, lr, *w, temperature, seed,
                                        report_images],
                 outputs=[job, progress, timer, shown], api_name="vae_start")
-    stop.click(lambda j: studio.runner.cancel(j) if j else None, inputs=[job])
+    stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     timer.tick(poll, inputs=[job], outputs=[progress, plot, grid, report, timer], show_progress="hidden")
     shown.change(show, inputs=[shown], outputs=[plot, grid, report], api_name="vae_show")
