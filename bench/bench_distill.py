@@ -1,7 +1,11 @@
 """Does distillation pay? Every arm in one run, same seed, printed as a table (issue 12).
 
     python bench/bench_distill.py [--work DIR] [--sets sample,fewscan] [--epochs-sample 50]
-                                  [--epochs-few 40] [--lambda-feat 0.5] [--timing-epochs 3] [--quick]
+                                  [--epochs-few 40] [--lambda-feat 0.5] [--timing-epochs 3] [--quick] [--no-timing]
+
+Finished runs and caches under ``--work`` are reused, so ``--sets sample --no-timing`` and ``--sets fewscan
+--no-timing`` may train in two processes at once and a final plain run prints the whole table (the
+``s / epoch`` column then comes from those runs; the epoch-time ratio from its own arm, run alone).
 
 Two datasets, built under ``--work`` (reused between runs):
 
@@ -42,8 +46,9 @@ SETS = {"sample": {"count": 101, "seed": 0, "gt": None, "val_fraction": 0.2},
         "fewscan": {"count": 160, "seed": 11, "gt": 40, "val_fraction": 0.5}}
 
 
-def prepare(work: Path, name: str) -> tuple[Path, Path, Path, dict]:
-    """(data, occupancy cache, visual-hull cache, cache timing) of one dataset, built when absent."""
+def prepare(work: Path, name: str, vh: bool = False) -> tuple[Path, Path, Path, dict]:
+    """(data, occupancy cache, visual-hull cache, cache timing) of one dataset, built when absent (the
+    visual-hull cache only with ``vh``)."""
     from engine.cache import build_cache, read_metadata
     from engine.cli import CliProgress
     from engine.data.sample_shoes import build_sample
@@ -55,7 +60,8 @@ def prepare(work: Path, name: str) -> tuple[Path, Path, Path, dict]:
     t0 = time.perf_counter()
     build_cache(CliProgress(quiet=True), data, occ, teacher="occupancy", settings=TeacherSettings(preset="balanced"))
     took = time.perf_counter() - t0
-    build_cache(CliProgress(quiet=True), data, vh, teacher="visual-hull", settings=TeacherSettings(preset="balanced"))
+    if vh:
+        build_cache(CliProgress(quiet=True), data, vh, teacher="visual-hull", settings=TeacherSettings(preset="balanced"))
     secs = [e["seconds"] for e in read_metadata(occ)["entries"].values() if e.get("status") == "ok"]
     return data, occ, vh, {"teacher_s_per_shoe": statistics.median(secs), "cache_wall_s": took}
 
@@ -121,7 +127,7 @@ def run_set(work: Path, name: str, epochs: int, lambda_feat: float) -> dict:
 def epoch_time_ratio(work: Path, epochs: int, lambda_feat: float) -> tuple[float, float]:
     """Seconds per epoch on the sample: visual-hull distillation (today) vs occupancy points + features,
     ``epochs`` epochs each, run alternately twice; medians."""
-    data, occ, vh, _ = prepare(work, "sample")
+    data, occ, vh, _ = prepare(work, "sample", vh=True)
     base = {"data": str(data), "epochs": epochs, "seed": 0, "val_fraction": 0.2}
     today, new = [], []
     for k in range(2):
@@ -139,6 +145,8 @@ def main() -> int:
     p.add_argument("--lambda-feat", type=float, default=0.5)
     p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="4 epochs per arm (a smoke run, not the figures)")
+    p.add_argument("--no-timing", action="store_true", help="skip the epoch-time comparison and the ONNX latency "
+                   "(to train the sets in two processes at once; a later full run reuses their finished runs)")
     args = p.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
@@ -154,6 +162,9 @@ def main() -> int:
         epochs = 4 if args.quick else (args.epochs_sample if name == "sample" else args.epochs_few)
         print(f"== {name}: {epochs} epochs per arm", flush=True)
         results[name] = run_set(work, name, epochs, args.lambda_feat)
+    if args.no_timing:
+        print(json.dumps(results, indent=1))
+        return 0
     today, new = epoch_time_ratio(work, args.timing_epochs, args.lambda_feat)
     latency = onnx_latency(work / "runs" / results[next(iter(results))]["runs"]["points+feat"])
     print()
