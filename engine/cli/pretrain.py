@@ -47,7 +47,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         from engine.cli import read_config_json
 
         flags = {"corpus": args.corpus, "out": args.out or str(weights_path()), "shoes": args.shoes,
-                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                 "val_shoes": args.val_shoes, "queries": args.queries}
         base = read_config_json(args.config) if args.config else {}
         cfg = check_config({**base, **{k: v for k, v in flags.items() if v is not None}})
         run_dir = runs.create_run(KIND, cfg, root=root, run_id=args.run_id)
@@ -78,6 +79,8 @@ def register(t_sub) -> None:
     p.add_argument("--out", default=None, help="weights file (default: what the occupancy teacher loads)")
     p.add_argument("--shoes", type=int, default=None, help="train on the first N corpus shoes")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--val-shoes", type=int, default=None, help="the corpus's last N shoes are held out (default 16)")
+    p.add_argument("--queries", type=int, default=None, help="occupancy queries per shoe per step (default 2048)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)

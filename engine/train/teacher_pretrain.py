@@ -24,6 +24,7 @@ weights file's ``record`` so anyone can reproduce them.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from engine.config import UserError
 from engine.progress import JobCancelled
 
 KIND = "teacher-pretrain"
-DEFAULTS = {"corpus": None, "out": None, "shoes": None, "val_shoes": 8, "epochs": 8, "batch_size": 8,
+DEFAULTS = {"corpus": None, "out": None, "shoes": None, "val_shoes": 16, "epochs": 16, "batch_size": 8,
             "queries": 2048, "lr": 1e-3, "seed": 0, "val_resolution": 64, "model": {}}
 CKPT = "checkpoints/last.pt"
 TRUNCATION = 0.05  # normalised units: the signed distance is clamped to +-this
@@ -272,9 +273,12 @@ def pretrain_teacher(ctx, config: dict) -> dict:
               "val_cd_l1": val_cd, "val_per_shoe": rows, "val_iou": scores["val_iou"],
               "val_resolution": cfg["val_resolution"], "seconds": seconds,
               "command": (f"python -m engine teacher corpus --out {cfg['corpus']} --count {settings['count']} "
-                          f"--seed {settings['seed']} --families {','.join(settings['families'])} && "
+                          f"--seed {settings['seed']} --families {','.join(settings['families'])} "
+                          f"--image-size {settings['image_size']} --queries {settings['n_query']} && "
                           f"python -m engine teacher pretrain --corpus {cfg['corpus']} --out {cfg['out']} "
-                          f"--epochs {cfg['epochs']} --shoes {n_train} --seed {cfg['seed']}")}
+                          f"--epochs {cfg['epochs']} --shoes {n_train} --val-shoes {n_val} --queries {cfg['queries']} "
+                          f"--batch-size {cfg['batch_size']} --lr {cfg['lr']} --seed {cfg['seed']}"
+                          + (f" --config <{{\"model\": {json.dumps(cfg['model'])}}}>" if cfg["model"] else ""))}
     storage.torch_save(Path(cfg["out"]), {"kind": MODEL_KIND, "version": 1, "config": model.config.to_dict(),
                                           "camera": camera_signature(), "state_dict": model.state_dict(),
                                           "record": record})
