@@ -1,6 +1,6 @@
 """The learned embedded teacher: a pre-trained image-conditioned occupancy network (CPU, no download).
 
-``OccupancyNet`` (``engine.teachers.occupancy_net``; ~4.8 M parameters, 20x the student) was
+``OccupancyNet`` (``engine.teachers.occupancy_net``; 5.7 M parameters, 24x the student) was
 pre-trained by ``python -m engine teacher pretrain`` on the procedural teacher corpus
 (``engine.data.corpus``: seven shoe families, disjoint from every ``data sample`` seed). The weights
 file holds tensors and plain values only (``weights_only=True``): ``kind``, ``version``, ``config``,

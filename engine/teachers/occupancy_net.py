@@ -8,11 +8,14 @@ visual hull and the student use) and reads the views' feature maps there.
    a stem and four stride-2 levels (``Block`` = residual pair of 3x3 convs), maps at S, S/2, S/4, S/8,
    S/16 with ``width`` x (1, 2, 4, 8, 16) channels, each reduced to ``sampled`` channels by a 1x1 conv
    before sampling. The S/16 map, mean-pooled, is the view's global feature.
-2. ``sample_views`` — per point and view: the full-resolution RGBA (the silhouette at the input's own
+2. ``view_features`` — per point and view: the full-resolution RGBA (the silhouette at the input's own
    precision) and the five reduced maps, bilinear (``grid_sample``); then a per-view linear layer shared
    by the views, the views concatenated in ``VIEW_NAMES`` order, plus the visual-hull cue (the minimum
    alpha over the given views) and a Fourier encoding of the position.
-3. ``Decoder`` — an MLP from that feature (the global feature modulating every layer) to one value,
+3. ``VolumeNet`` — the same per-view features at the centres of a coarse 8 x 16 x 16 voxel grid (0.075 apart),
+   lifted to a 3D feature volume and passed through a small 3D U-Net (Convolutional Occupancy Networks'
+   answer to plain per-point MLPs learning slowly); each query reads it trilinearly.
+4. ``Decoder`` — an MLP from that feature (the global feature modulating every layer) to one value,
    added to ``hull_gain * (2 hull - 1)``: the net starts from the visual hull's sign and learns its
    corrections. The value is a truncated signed distance in the normalised frame (``engine.train.
    teacher_pretrain``), > 0 inside.
