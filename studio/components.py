@@ -97,6 +97,18 @@ def poll_progress(snap: dict | None, progress: gr.HTML, timer: gr.Timer) -> dict
     return out
 
 
+def poll_finished(runner, state: dict | None, progress: gr.HTML, timer: gr.Timer, job: gr.State):
+    """``(outputs, result)`` of a timer poll for a job whose state the tab clears when it ends: while it
+    runs, just its progress (result None); once over, the timer stopped and ``job`` cleared, with the
+    job's result when it succeeded (else None)."""
+    snap = job_snapshot(runner, state)
+    out = poll_progress(snap, progress, timer)
+    if snap and not is_finished(snap):
+        return out, None
+    out[job] = None
+    return out, (runner.result(state["id"]) if snap and snap["state"] == "succeeded" else None)
+
+
 def refused(exc: BaseException) -> tuple:
     """A tab's (job state, progress, timer) outputs when a job could not start: no job, the message."""
     return None, error_text(exc), gr.Timer(active=False)

@@ -13,6 +13,7 @@ from engine import workflows
 from engine.evaluate import vae_report
 from engine.jobs import JobCancelled, JobRunner
 from engine.students.vgg import bundled_hed_weights
+from tests.conftest import Recording
 from engine.train import vae as T
 
 PERCEPTUAL = 0.1 if bundled_hed_weights() else 0.0  # the real VGG when its weights are installed
@@ -38,23 +39,10 @@ def _fake_fashion_mnist(folder):
         _write_idx(folder / f"{name}-images-idx3-ubyte.gz", np.stack(imgs))
 
 
-class RecordingContext:
-    run_dir = None
-
+class RecordingContext(Recording):
     def __init__(self, cancel_after=None):
-        self.records, self.checks, self.cancel_after = [], 0, cancel_after
-
-    def progress(self, fraction, message=""):
-        assert 0 <= fraction <= 1
-
-    def log(self, text):
-        pass
-
-    def metric(self, record):
-        self.records.append(record)
-
-    def cancelled(self):
-        return False
+        super().__init__()
+        self.checks, self.cancel_after = 0, cancel_after
 
     def check_cancelled(self):
         self.checks += 1

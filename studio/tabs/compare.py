@@ -16,8 +16,7 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.students.checkpoint import checkpoint_path
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import (error_text, is_finished, job_snapshot, photo_upload, poll_progress, refused,
-                               run_picker, start_job)
+from studio.components import error_text, photo_upload, poll_finished, refused, run_picker, start_job
 from studio.context import Studio
 
 CAMERA = (90, 70, 2.2)  # (alpha, beta, radius): the same for the three viewers; meshes are normalised
@@ -135,14 +134,10 @@ def build(studio: Studio) -> None:
         return submit("evaluate", evaluate_run, run_dir=run_dir)
 
     def poll(state, run_id):
-        snap = job_snapshot(studio.runner, state)
-        out = poll_progress(snap, progress, timer)
-        if snap and not is_finished(snap):
+        out, res = poll_finished(studio.runner, state, progress, timer, job)
+        if res is None:
             return out
-        out[job] = None
-        if not snap or snap["state"] != "succeeded":
-            return out
-        res, what = studio.runner.result(state["id"]), state["what"]
+        what = state["what"]
         if what == "shoe":
             out.update({viewers[name]: res[f"{name}_glb"] for name in VIEWERS})
             out[table] = metrics_table(res["rows"])

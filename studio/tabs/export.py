@@ -11,7 +11,7 @@ from engine.config import UserError
 from engine.evaluate.compare import compare_photos
 from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME, export_student
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import is_finished, job_snapshot, photo_upload, poll_progress, refused, run_picker, start_job
+from studio.components import photo_upload, poll_finished, refused, run_picker, start_job
 from studio.context import Studio
 
 
@@ -92,14 +92,9 @@ def build(studio: Studio) -> None:
                       photos={name: f for name, f in zip(VIEW_NAMES, photos)})
 
     def poll(state):
-        snap = job_snapshot(studio.runner, state)
-        out = poll_progress(snap, progress, timer)
-        if snap and not is_finished(snap):
+        out, res = poll_finished(studio.runner, state, progress, timer, job)
+        if res is None:
             return out
-        out[job] = None
-        if not snap or snap["state"] != "succeeded":
-            return out
-        res = studio.runner.result(state["id"])
         if state["what"] == "export":
             out.update(zip((parity, latency, summary, files), show_report(res)))
         else:  # try
