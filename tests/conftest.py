@@ -84,6 +84,20 @@ class Recording:
         pass
 
 
+@pytest.fixture(scope="session")
+def tiny_vh(tmp_path_factory):
+    """5 procedural shoes (``data/``) and their visual-hull cache, fast preset (``cache/``), built once."""
+    from engine.cache import build_cache
+    from engine.data.sample_shoes import build_sample
+    from engine.jobs import NULL_CONTEXT
+    from engine.teachers.base import TeacherSettings
+
+    root = tmp_path_factory.mktemp("tiny-vh")
+    build_sample(NULL_CONTEXT, root / "data", count=5, seed=0)
+    build_cache(NULL_CONTEXT, root / "data", root / "cache", settings=TeacherSettings(preset="fast"))
+    return root
+
+
 TINY_TEACHER = {"width": 4, "sampled": 4, "view_channels": 8, "hidden": 16, "layers": 2, "cnn_size": 32}
 
 

@@ -8,12 +8,9 @@ import pytest
 import torch
 
 from engine import runs
-from engine.cache import build_cache
 from engine.cli import CliProgress, main
-from engine.data.sample_shoes import build_sample
 from engine.evaluate.distill_report import build_report, reach_epoch, val_curve, verdict
-from engine.jobs import NULL_CONTEXT, JobCancelled
-from engine.teachers.base import TeacherSettings
+from engine.jobs import JobCancelled
 from engine.workflows import distill_with_baseline
 
 torch.set_num_threads(1)
@@ -28,11 +25,8 @@ def test_pure_parts():
 
 
 @pytest.fixture(scope="module")
-def pair_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pair")
-    build_sample(NULL_CONTEXT, root / "data", count=5, seed=0)
-    build_cache(NULL_CONTEXT, root / "data", root / "cache", settings=TeacherSettings(preset="fast"))
-    return root
+def pair_data(tiny_vh):
+    return tiny_vh
 
 
 def _args(root, runs_dir, *extra):

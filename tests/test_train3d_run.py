@@ -10,14 +10,11 @@ import pytest
 import torch
 
 from engine import runs, storage
-from engine.cache import build_cache
 from engine.cli.train import RunContext
 from engine.config import UserError
-from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT, JobCancelled, JobRunner
 from engine.students.checkpoint import load_checkpoint, load_student
 from engine.students.mesh_student import KIND, MeshStudent
-from engine.teachers.base import TeacherSettings
 from engine.train.distill3d import TrainingDiverged, train_student
 
 torch.set_num_threads(1)
@@ -26,12 +23,9 @@ TIMING_KEYS = {"time", "seconds", "seconds_per_step"}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """5 procedural shoes and their visual-hull cache (fast preset)."""
-    root = tmp_path_factory.mktemp("train3d")
-    build_sample(NULL_CONTEXT, root / "data", count=5, seed=0)
-    build_cache(NULL_CONTEXT, root / "data", root / "cache", settings=TeacherSettings(preset="fast"))
-    return root
+def tiny(tiny_vh):
+    """5 procedural shoes and their visual-hull cache (fast preset): conftest's ``tiny_vh``."""
+    return tiny_vh
 
 
 def base_cfg(tiny: Path, **kw) -> dict:

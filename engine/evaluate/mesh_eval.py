@@ -23,12 +23,12 @@ import torch
 
 from engine import storage
 from engine.config import UserError
+from engine.geometry.metrics import EVAL_POINTS as N_POINTS  # the evaluation's settings (compare quotes them)
+from engine.geometry.metrics import EVAL_SEED as SEED
+from engine.geometry.metrics import NORMALISATION
 from engine.progress import NULL_CONTEXT
 
 METRICS = ("cd_l1", "cd_l2", "fscore@1%", "fscore@2%", "normal_consistency")
-from engine.geometry.metrics import EVAL_POINTS as N_POINTS  # noqa: E402  (re-exported for compare)
-from engine.geometry.metrics import EVAL_SEED as SEED  # noqa: E402
-from engine.geometry.metrics import NORMALISATION  # noqa: E402
 
 
 def predict(model, views: torch.Tensor) -> torch.Tensor:
