@@ -4,7 +4,6 @@ reconstruction grid; good and bad photos are uploaded. One studio process serves
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from tests.test_browser_data import painted_pixels
 
 pytestmark = pytest.mark.browser
 TABS = ("Data", "Teacher", "Cache", "Train 3D", "VAE", "Compare", "Export", "Runs")
-CACHE = "sample-visual-hull-fast"
+CACHE = "sample-occupancy-fast"  # the learned teacher: slow enough (about 1 s a shoe) to watch progress
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +65,18 @@ def wait_state(page, selector: str, states=("succeeded",), timeout: float = 180)
     raise AssertionError(f"{selector}: no final state within {timeout} s")
 
 
-def percent(page, selector: str) -> int | None:
-    text = page.locator(selector).inner_text() if page.locator(selector).count() else ""
-    m = re.search(r"(\d+)%", text)
-    return int(m.group(1)) if m else None
+def watch_percents(page, selector: str) -> None:
+    """Record every percent the progress bar in ``selector`` shows from now on, whatever the polling of
+    this test: a MutationObserver in the page notes each render (read back by ``watched_percents``)."""
+    page.evaluate(
+        """sel => { window.__percents = window.__percents || {}; const seen = window.__percents[sel] = [];
+        new MutationObserver(() => { const el = document.querySelector(sel);
+          const m = el && el.innerText.match(/(\\d+)%/); if (m) seen.push(+m[1]); })
+        .observe(document.body, {subtree: true, childList: true, characterData: true}); }""", selector)
+
+
+def watched_percents(page, selector: str) -> list[int]:
+    return sorted(set(page.evaluate("sel => (window.__percents || {})[sel] || []", selector)))
 
 
 def canvas_painted(page, selector: str) -> int:
@@ -133,19 +140,13 @@ def test_3d_pipeline_cache_train_compare_export(studio_url):
     with browser_page("pipeline_3d") as page:
         open_tab(page, url, "Cache")
         choose(page, "#cache-dataset", "sample")
+        choose(page, "#cache-teacher", "occupancy")
         page.get_by_label("fast", exact=True).check()
+        watch_percents(page, "#cache-progress")
         page.locator("#cache-build").click()
-        seen = set()
-        end = time.time() + 120
-        while time.time() < end:
-            p = percent(page, "#cache-progress")
-            if p is not None:
-                seen.add(p)
-            if page.locator("#cache-progress .job-progress[data-state='succeeded']").count():
-                break
-            page.wait_for_timeout(150)
-        assert page.locator("#cache-progress .job-progress[data-state='succeeded']").count(), seen
-        assert len(seen) >= 2, f"progress never moved: {seen}"
+        wait_state(page, "#cache-progress", timeout=180)
+        seen = watched_percents(page, "#cache-progress")
+        assert any(0 < p < 100 for p in seen), f"progress never moved between 0 and 100 %: {seen}"
         assert "3 cached" in page.locator("#cache-summary").inner_text()
 
         open_tab(page, url, "Train 3D")

@@ -41,7 +41,8 @@ def build(studio: Studio) -> None:
     with gr.Row():
         dataset = gr.Dropdown(choices=layout.list_datasets(studio.data_root), label="Dataset",
                               allow_custom_value=True, elem_id="cache-dataset")
-        teacher = gr.Dropdown(choices=teacher_names(), value=teacher_names()[0], label="Teacher")
+        teacher = gr.Dropdown(choices=teacher_names(), value=teacher_names()[0], label="Teacher",
+                              elem_id="cache-teacher")
         preset = gr.Radio(choices=list(PRESETS), value="balanced", label="Preset")
         first = gr.Number(value=0, precision=0, minimum=0, label="first N shoes (0 = all)")
         name = gr.Textbox(label="Cache name", placeholder="default: <dataset>-<teacher>-<preset>",
