@@ -76,6 +76,7 @@ class Job:
     kwargs: dict[str, Any]
     run_dir: Path | None
     recorder: runs.RunRecorder | None = None  # the run folder's writer; None without a run
+    lock: runs.RunLock | None = None  # the run folder's write lock, held from submit to the end
     state: str = "queued"
     progress: float = 0.0
     message: str = "queued"
@@ -154,11 +155,16 @@ class JobRunner:
         """
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}; expected one of {LANES}")
-        run_dir = None
+        run_dir = lock = None
         if existing_run is not None:
             run_dir = Path(existing_run)
             job_id = run_dir.name
-            runs.RunRecorder(run_dir).reopen("queued", "queued (resume)")
+            lock = runs.RunLock(run_dir).acquire()  # UserError while another writer has it
+            try:
+                runs.RunRecorder(run_dir).reopen("queued", "queued (resume)")
+            except BaseException:
+                lock.release()
+                raise
         elif with_run:
             if run_config is None:
                 only_config = set(kwargs) == {"config"} and isinstance(kwargs["config"], dict)
@@ -166,13 +172,12 @@ class JobRunner:
             cfg = dict(run_config)
             run_dir = runs.create_run(kind, cfg, root=self._runs_root)
             job_id = run_dir.name
+            lock = runs.RunLock(run_dir).acquire()
         else:
             job_id = f"{kind}-{next(self._counter)}-{int(time.time())}"
         job = Job(id=job_id, name=name or kind, kind=kind, lane=lane, fn=fn, kwargs=kwargs, run_dir=run_dir,
-                  recorder=runs.RunRecorder(run_dir) if run_dir else None)
+                  recorder=runs.RunRecorder(run_dir) if run_dir else None, lock=lock)
         with self._lock:
-            if job_id in self._jobs and self._jobs[job_id].state in runs.ACTIVE_STATES:
-                raise ValueError(f"job {job_id} is already queued or running")
             self._jobs[job_id] = job
             self._ensure_worker(lane)
         self._queues[lane].put(job)
@@ -228,6 +233,8 @@ class JobRunner:
         if job.recorder:
             _best_effort(job, job.recorder.finish, state, message, finished=job.finished, progress=job.progress,
                          error=job.error)
+        if job.lock:
+            job.lock.release()
         job._done.set()
 
     # -- controlling and reading -------------------------------------------------------------

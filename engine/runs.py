@@ -11,9 +11,16 @@ restarted) is reported as ``interrupted``; nothing is rewritten until the run is
 
 ``RunRecorder`` is the one writer of a running job's status / history / log: the job runner
 (``engine.jobs``) and the foreground CLI (``engine.cli.CliProgress`` with a run folder) both use it.
+
+``RunLock`` keeps that one writer one process: whoever writes a run (a training or VAE job of the studio
+from submit to its end, a CLI ``train`` / ``vae distill`` / ``teacher pretrain``) holds ``<run>/.lock``
+(an ``fcntl.flock`` on a file holding the owner's pid). A second writer gets a ``UserError`` naming the
+owner; the kernel drops the lock when its process dies, so a lock left by a killed process is stale and
+simply taken over.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -127,6 +134,64 @@ class RunRecorder:
         ``finished`` (default now), …"""
         fields.setdefault("finished", time.time())
         return write_status(self.path, state=state, message=message, **fields)
+
+
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """The write lock of one run folder (see the module docstring); a context manager.
+
+    ``acquire`` raises ``UserError`` when another process — or another job of this one — holds it. The
+    lock file is never removed (removing it would let two writers lock two different files); an unlocked
+    file is free whatever pid it names."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        lock = self.path / LOCK_NAME
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"cannot lock run {self.path.name}: {lock} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            since = time.strftime("%H:%M:%S", time.localtime(owner["since"])) if owner.get("since") else "?"
+            who = "this studio" if owner.get("pid") == os.getpid() else "another process"
+            raise UserError(f"run {self.path.name} is being written by {who} (pid {owner.get('pid', '?')}, since "
+                            f"{since}); wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": round(time.time(), 3)}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)  # a released lock names no owner
+            except OSError:
+                pass
+            os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        owner = {}
+    return owner if isinstance(owner, dict) else {}
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

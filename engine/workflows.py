@@ -102,15 +102,16 @@ def distill_with_baseline(ctx, config: dict) -> dict:
 
     _train_one(Scaled(ctx, 0.45), cfg)
     base_ctx = RunOf(ctx, base_dir, 0.45, 0.45, "2 of 2 baseline")
-    base_ctx.recorder.start("running")
-    try:
-        _train_one(base_ctx, base_cfg)
-    except BaseException as exc:
-        cancelled = type(exc).__name__ == "JobCancelled"
-        base_ctx.recorder.finish("cancelled" if cancelled else "failed", str(exc) or type(exc).__name__,
-                                 **({} if cancelled else {"error": str(exc)}))
-        raise
-    base_ctx.recorder.finish("succeeded", "done", progress=1.0)
+    with runs.RunLock(base_dir):  # the baseline has one writer too (no `train --resume` of it meanwhile)
+        base_ctx.recorder.start("running")
+        try:
+            _train_one(base_ctx, base_cfg)
+        except BaseException as exc:
+            cancelled = type(exc).__name__ == "JobCancelled"
+            base_ctx.recorder.finish("cancelled" if cancelled else "failed", str(exc) or type(exc).__name__,
+                                     **({} if cancelled else {"error": str(exc)}))
+            raise
+        base_ctx.recorder.finish("succeeded", "done", progress=1.0)
     ctx.progress(0.9, "evaluating student, baseline and teacher on the val shoes")
     evaluation = evaluate_run(Scaled(ctx, 0.07, 0.9), student_dir, baseline_run=base_dir)
     report = build_report(student_dir, base_dir, evaluation)

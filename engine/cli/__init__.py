@@ -108,26 +108,36 @@ def saved_run_config(run_id: str, root) -> tuple:
     return run_dir, {k: v for k, v in saved.items() if k != "kind"}
 
 
-def recorded_run(ctx: "CliProgress", fn, *args, resumed: bool = False):
+def recorded_run(ctx: "CliProgress", fn, *args, resumed: bool = False, lock=None):
     """``fn(ctx, *args)`` inside the run folder's status lifecycle (``running`` → ``succeeded`` /
-    ``failed`` / ``cancelled`` on Ctrl-C), as the job runner writes it; without a recorder just the call."""
+    ``failed`` / ``cancelled`` on Ctrl-C), as the job runner writes it, holding the run's write lock
+    (``engine.runs.RunLock``; ``lock``: one the caller took already, released here too): a second writer
+    of the same run gets a one-line error before it writes anything. Without a recorder just the call."""
+    from engine.runs import RunLock
+
     recorder = ctx.recorder
-    if recorder:
-        recorder.start("resuming" if resumed else "running")
+    if recorder and lock is None:
+        lock = RunLock(ctx.run_dir).acquire()
     try:
-        result = fn(ctx, *args)
-    except KeyboardInterrupt:
         if recorder:
-            recorder.finish("cancelled", "interrupted (Ctrl-C); resume with --resume")
-        raise
-    except BaseException as exc:
+            recorder.start("resuming" if resumed else "running")
+        try:
+            result = fn(ctx, *args)
+        except KeyboardInterrupt:
+            if recorder:
+                recorder.finish("cancelled", "interrupted (Ctrl-C); resume with --resume")
+            raise
+        except BaseException as exc:
+            if recorder:
+                msg = str(exc).strip() or type(exc).__name__
+                recorder.finish("failed", msg, error=msg)
+            raise
         if recorder:
-            msg = str(exc).strip() or type(exc).__name__
-            recorder.finish("failed", msg, error=msg)
-        raise
-    if recorder:
-        recorder.finish("succeeded", "done", progress=1.0)
-    return result
+            recorder.finish("succeeded", "done", progress=1.0)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,13 @@ def _world() -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import contextlib
+
+    with contextlib.ExitStack() as held:  # the run's lock is released however this ends
+        return _train_in(args, held)
+
+
+def _train_in(args: argparse.Namespace, held) -> int:
     from engine import runs, storage
     from engine.config import UserError
     from engine.train.distill3d import train_student
@@ -70,6 +77,7 @@ def _train(args: argparse.Namespace) -> int:
         from engine.cli import saved_run_config
 
         run_dir, cfg = saved_run_config(args.resume, root)
+        lock = held.enter_context(runs.RunLock(run_dir)) if rank == 0 else None  # first: one writer per run
         if args.epochs is not None:
             cfg["epochs"] = args.epochs
         if args.device is not None:
@@ -77,6 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         pair = bool(cfg.pop("with_baseline", False))
         cfg = validate_config({**cfg, "resume": True})
     else:
+        lock = None
         pair = bool(args.with_baseline)
         cfg = validate_config(_config_from_args(args))
     if pair and _world() > 1:
@@ -99,11 +108,11 @@ def _train(args: argparse.Namespace) -> int:
         from engine.workflows import distill_with_baseline
 
         report = recorded_run(ctx, distill_with_baseline, {**cfg, "resume": bool(args.resume)},
-                              resumed=bool(args.resume))
+                              resumed=bool(args.resume), lock=lock)
         print(f"run      {run_dir.name} (baseline {report['baseline_run']})\n{format_summary(report)}\n"
               f"report   {run_dir / 'distillation.md'}")
         return 0
-    result = recorded_run(ctx, train_student, cfg, resumed=bool(args.resume))
+    result = recorded_run(ctx, train_student, cfg, resumed=bool(args.resume), lock=lock)
     if ctx.recorder:
         best = result["best_val"]
         print(f"run      {run_dir.name}\nepochs   {result['last_epoch']}/{result['epochs']}  "

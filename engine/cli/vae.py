@@ -31,8 +31,11 @@ def _read_config(path: str) -> dict:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from engine.cli import CliProgress
+    from engine import storage
+    from engine.cli import CliProgress, recorded_run
     from engine.evaluate.vae_report import format_markdown
+    from engine.runs import RunLock
+    from engine.train.vae import output_dir, validate_config
     from engine.workflows import distil_and_report
 
     config = _read_config(args.config) if args.config else {}
@@ -40,17 +43,33 @@ def _distill(args: argparse.Namespace) -> int:
         value = getattr(args, dest)
         if value is not None:
             config[key] = value
+    out = output_dir(None, validate_config(config))
+    run_dir = out if (out / "status.json").is_file() else None  # a studio VAE run: this process writes it now
+    if run_dir is not None and args.resume:  # continue it with its own config (flags still win)
+        saved = storage.read_json(run_dir / "config.json") or {}
+        config = {**{k: v for k, v in saved.items() if k != "kind"}, **config}
     if args.resume:
         config["resume"] = True
     if args.no_report:
         config["report"] = False
-    result = distil_and_report(CliProgress(quiet=args.quiet), config)
+    if run_dir is not None:
+        ctx = CliProgress(quiet=args.quiet, run_dir=run_dir)
+        result = recorded_run(ctx, distil_and_report, config, resumed=bool(args.resume))
+    else:
+        with RunLock(out) if out.is_dir() else _nothing():  # one writer per output folder
+            result = distil_and_report(CliProgress(quiet=args.quiet), config)
     print(f"output   {result['output_dir']}\nbest     {result['best']}\nlast     {result['last']}\n"
           f"training {result['train_seconds']:.0f} s")
     if result.get("report"):
         print()
         print(format_markdown(result["report"]))
     return 0
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from engine import runs
 from engine.config import UserError, confine
 from engine.evaluate.vae_report import format_markdown
 from engine.workflows import distil_and_report
-from studio.components import error_text, job_snapshot, job_state, poll_progress, progress_html
+from studio.components import error_text, job_snapshot, job_state, poll_progress, progress_html, run_ids
 from studio.context import Studio
 from studio.plots import history_figure
 
@@ -41,6 +41,18 @@ def ui_dataset(studio: Studio, spec: str) -> str:
     return f"{kind}:{confine(studio.data_root / path.strip(), [studio.data_root], 'dataset folder')}"
 
 
+def resume_vae_run(studio: Studio, run_id: str) -> str:
+    """Continue a stopped, killed or interrupted VAE run of the runs root from its ``tinyvae_last.pth``, in
+    its own folder and with its saved config; returns the job ID (= the run ID). ``UserError`` for an
+    unknown run, a run of another kind, or one another writer holds (``engine.runs.RunLock``)."""
+    run = runs.load_run(run_id or "", studio.runs_root, studio.runner.live_ids())
+    if run["status"].get("kind") != KIND:
+        raise UserError(f"{run_id} is a {run['status'].get('kind')} run, not a VAE run")
+    cfg = {k: v for k, v in (run["config"] or {}).items() if k != "kind"}
+    return studio.runner.submit(distil_and_report, kind=KIND, existing_run=Path(run["path"]),
+                                config={**cfg, "resume": True})
+
+
 def build(studio: Studio) -> None:
     gr.Markdown("Teacher VAE (latent 512, ~10 M parameters) → TinyVAE (latent 4×4×128, ~1.1 M). Loss = "
                 "w_recon·MSE(x̂, x) + w_kl·KL + w_latent·latent distillation (projected student latent vs teacher's, "
@@ -64,7 +76,8 @@ def build(studio: Studio) -> None:
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="vae-start")
         stop = gr.Button("Stop", variant="stop", elem_id="vae-stop")
-        shown = gr.Dropdown(choices=[], label="Run", allow_custom_value=True, elem_id="vae-run")
+        shown = gr.Dropdown(choices=run_ids(studio, KIND), label="Run", allow_custom_value=True, elem_id="vae-run")
+        resume = gr.Button("Resume", elem_id="vae-resume")
     progress = gr.HTML(elem_id="vae-progress")
     with gr.Row():
         plot = gr.Plot(label="Loss terms", elem_id="vae-plot")
@@ -86,6 +99,13 @@ def build(studio: Studio) -> None:
         return job_state(job_id, "distil"), progress_html(studio.runner.get(job_id)), gr.Timer(active=True), \
             gr.update(choices=[job_id], value=job_id)
 
+    def resume_job(run_id):
+        try:
+            job_id = resume_vae_run(studio, run_id)
+        except (UserError, ValueError, TypeError) as exc:
+            return None, error_text(exc), gr.Timer(active=False)
+        return job_state(job_id, "distil"), progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
+
     def poll(state):
         snap = job_snapshot(studio.runner, state)
         fig, img = live_view(studio, state["id"] if state else None)
@@ -106,6 +126,7 @@ def build(studio: Studio) -> None:
     start.click(start_job, inputs=[dataset, limit, teacher_epochs, epochs, finetune, batch, lr, *w, temperature, seed,
                                        report_images],
                 outputs=[job, progress, timer, shown], api_name="vae_start")
+    resume.click(resume_job, inputs=[shown], outputs=[job, progress, timer], api_name="vae_resume")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     timer.tick(poll, inputs=[job], outputs=[progress, plot, grid, report, timer], show_progress="hidden")
     shown.change(show, inputs=[shown], outputs=[plot, grid, report], api_name="vae_show")
