@@ -87,6 +87,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    eta_from: tuple[float, float] | None = None  # (time, fraction) of the job's first progress report
     logs: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LOG_TAIL))
     _cancel: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,6 +97,8 @@ class Job:
     def _set_progress(self, fraction: float, message: str) -> None:
         with self._lock:
             self.progress = min(max(float(fraction), 0.0), 1.0)
+            if self.eta_from is None:
+                self.eta_from = (time.time(), self.progress)
             if message:
                 self.message = message
             fraction, message = self.progress, self.message
@@ -117,12 +120,25 @@ class Job:
             self.recorder.metric(record, stamped=True)
 
     # -- readers -----------------------------------------------------------------------------
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left for the whole job, from one estimator: the rate since its first progress report
+        (t0, f0) — ``(now − t0) · (1 − f) / (f − f0)`` — so a resumed job that starts at 40 % is timed from
+        there. None until it has moved 1 % and run 2 s, and once it is not running."""
+        if self.state != "running" or self.eta_from is None:
+            return None
+        (t0, f0), now = self.eta_from, now or time.time()
+        moved = self.progress - f0
+        if moved < 0.01 or now - t0 < 2.0:
+            return None
+        return max((now - t0) * (1.0 - self.progress) / moved, 0.0)
+
     def snapshot(self, metrics_since: int = 0) -> dict[str, Any]:
-        """A consistent copy for the UI: state, progress, message, error, metrics[since:], log tail."""
+        """A consistent copy for the UI: state, progress, ETA (s, ``eta``), message, error, metrics[since:],
+        log tail."""
         with self._lock:
             return {
                 "id": self.id, "name": self.name, "kind": self.kind, "lane": self.lane,
-                "state": self.state, "progress": self.progress, "message": self.message,
+                "state": self.state, "progress": self.progress, "eta": self.eta(), "message": self.message,
                 "error": self.error, "traceback": self.traceback,
                 "created": self.created, "started": self.started, "finished": self.finished,
                 "metrics": list(self.metrics[metrics_since:]), "n_metrics": len(self.metrics),

@@ -100,13 +100,22 @@ class RunRecorder:
         self._last_status = 0.0
 
     def reopen(self, state: str, message: str) -> dict[str, Any]:
-        """A finished run taken up again (resume): ``state`` with this process as its owner, no end, no error."""
-        return write_status(self.path, state=state, message=message, pid=os.getpid(), finished=None, error=None)
+        """A finished run taken up again (resume): ``state`` with this process as its owner, no end, no error.
+        Its first ``started`` and the seconds it already ran (``run_seconds``) are kept; a stretch its earlier
+        process left open (killed) is closed at that process's last status write."""
+        status = storage.read_json(self.path / "status.json", default={}) or {}
+        return write_status(self.path, state=state, message=message, pid=os.getpid(), finished=None, error=None,
+                            run_seconds=_closed_seconds(status), segment_started=None)
 
     def start(self, message: str = "running", started: float | None = None) -> dict[str, Any]:
-        """The job begins: ``running`` since ``started`` (default now), owned by this process."""
-        return write_status(self.path, state="running", started=started or time.time(), message=message,
-                            pid=os.getpid(), finished=None, error=None)
+        """The job begins (or, resumed, begins again): ``running``, owned by this process, this stretch of
+        work timed from ``started`` (default now) as ``segment_started``. The run's ``started`` stays its
+        first start; a stretch an earlier process left open (killed) counts up to its last status write."""
+        now = started or time.time()
+        status = storage.read_json(self.path / "status.json", default={}) or {}
+        return write_status(self.path, state="running", started=status.get("started") or now, segment_started=now,
+                            run_seconds=_closed_seconds(status), message=message, pid=os.getpid(), finished=None,
+                            error=None)
 
     def progress(self, fraction: float, message: str = "") -> None:
         now = time.monotonic()
@@ -133,7 +142,32 @@ class RunRecorder:
         """The job ended in ``state`` (a ``FINAL_STATES`` one); ``fields``: ``progress``, ``error``,
         ``finished`` (default now), …"""
         fields.setdefault("finished", time.time())
-        return write_status(self.path, state=state, message=message, **fields)
+        status = storage.read_json(self.path / "status.json", default={}) or {}
+        return write_status(self.path, state=state, message=message,
+                            run_seconds=_closed_seconds({**status, "updated": fields["finished"]}),
+                            segment_started=None, **fields)
+
+
+def _closed_seconds(status: dict[str, Any]) -> float:
+    """Seconds the run has worked, its open stretch (``segment_started`` → last ``updated``) included:
+    ``run_seconds`` + (``updated`` − ``segment_started``)."""
+    done = float(status.get("run_seconds") or 0.0)
+    seg, last = status.get("segment_started"), status.get("updated")
+    return done + max(float(last) - float(seg), 0.0) if seg and last else done
+
+
+def active_seconds(status: dict[str, Any], now: float | None = None) -> float | None:
+    """How long a run has actually worked, in seconds: every stretch from a start to its finish (or, for a
+    run running now, to ``now``; for one whose process died, to its last status write), summed — a run
+    resumed twice counts its three stretches, not the time since its first start nor since its resume.
+    Runs written before stretches were recorded: ``finished`` (or last update) − ``started``."""
+    if "run_seconds" not in status and "segment_started" not in status:  # a run from before stretches
+        started = status.get("started") or status.get("created")
+        end = status.get("finished") or (time.time() if status.get("state") == "running" else status.get("updated"))
+        return (end - started) if (started and end) else None
+    if status.get("state") == "running" and status.get("segment_started"):
+        return float(status.get("run_seconds") or 0.0) + max((now or time.time()) - status["segment_started"], 0.0)
+    return _closed_seconds(status)
 
 
 LOCK_NAME = ".lock"
@@ -238,17 +272,16 @@ def effective_status(status: dict[str, Any], live_ids: set[str] | None = None) -
 
 
 def summarise(path: Path, live_ids: set[str] | None = None) -> dict[str, Any]:
-    """One row for tables: id, kind, state, started, finished, duration (s), progress, message."""
+    """One row for tables: id, kind, state, started (the first start), finished, duration (s of work, every
+    resumed stretch added: ``active_seconds``), progress, message."""
     status = effective_status(storage.read_json(path / "status.json", default={}) or {}, live_ids)
-    started = status.get("started") or status.get("created")
-    end = status.get("finished") or (time.time() if status.get("state") == "running" else status.get("updated"))
     return {
         "id": path.name,
         "kind": status.get("kind", "?"),
         "state": status.get("state", "unknown"),
-        "started": started,
+        "started": status.get("started") or status.get("created"),
         "finished": status.get("finished"),
-        "duration": (end - started) if (started and end) else None,
+        "duration": active_seconds(status),
         "progress": status.get("progress", 0.0),
         "message": status.get("message", ""),
     }

@@ -60,13 +60,14 @@ def studio_process(env_roots: dict[str, Path], port: int):
 
 
 @contextmanager
-def browser_page(name: str):
-    """A chromium page; a screenshot lands in test-artifacts/ when the body raises."""
+def browser_page(name: str, viewport: tuple[int, int] = (1400, 1000)):
+    """A chromium page of ``viewport`` (width, height) px; a screenshot lands in test-artifacts/ when the body
+    raises."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         try:
             yield page
         except BaseException:
@@ -75,3 +76,104 @@ def browser_page(name: str):
             raise
         finally:
             browser.close()
+
+
+def open_tab(page, url: str, name: str) -> None:
+    if not page.url.startswith(url):
+        page.goto(url)
+    tab = page.get_by_role("tab", name=name, exact=True)
+    tab.wait_for(timeout=60_000)
+    tab.click()
+
+
+def choose(page, selector: str, value: str) -> None:
+    """Type a value into a Gradio dropdown (they accept custom values here) and confirm it."""
+    box = page.locator(f"{selector} input").first
+    box.fill(value)
+    box.press("Enter")
+
+
+def set_number(page, label: str, value) -> None:
+    field = page.get_by_label(label, exact=True).first
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def wait_state(page, selector: str, states=("succeeded",), timeout: float = 180) -> str:
+    """Wait until the job progress bar in ``selector`` shows a final state; return it."""
+    end = time.time() + timeout
+    while time.time() < end:
+        el = page.locator(f"{selector} .job-progress")
+        if el.count():
+            state = el.first.get_attribute("data-state")
+            if state in ("succeeded", "failed", "cancelled"):
+                assert state in states, page.locator(selector).inner_text()
+                return state
+        page.wait_for_timeout(300)
+    raise AssertionError(f"{selector}: no final state within {timeout} s")
+
+
+def watch_percents(page, selector: str) -> None:
+    """Record every percent the progress bar in ``selector`` shows from now on, whatever the polling of
+    this test: a MutationObserver in the page notes each render (read back by ``watched_percents``)."""
+    page.evaluate(
+        """sel => { window.__percents = window.__percents || {}; const seen = window.__percents[sel] = [];
+        new MutationObserver(() => { const el = document.querySelector(sel);
+          const m = el && el.innerText.match(/(\\d+)%/); if (m) seen.push(+m[1]); })
+        .observe(document.body, {subtree: true, childList: true, characterData: true}); }""", selector)
+
+
+def watched_percents(page, selector: str) -> list[int]:
+    return sorted(set(page.evaluate("sel => (window.__percents || {})[sel] || []", selector)))
+
+
+def painted_mask(png: bytes):
+    """Boolean (H, W) mask of the pixels that differ from the image's most common (background) colour."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    flat = img.reshape(-1, 3)
+    colors, counts = np.unique(flat, axis=0, return_counts=True)
+    return np.abs(img - colors[counts.argmax()]).sum(-1) > 30
+
+
+def painted_pixels(png: bytes) -> int:
+    """Pixels that differ from the canvas's most common (background) colour."""
+    return int(painted_mask(png).sum())
+
+
+def painted_extent(png: bytes) -> tuple[float, float]:
+    """(width, height) of the painted pixels' bounding box as fractions of the image's (0, 0 when blank); the
+    outer 3 px (the viewer's border) are left out."""
+    import numpy as np
+
+    mask = painted_mask(png)
+    mask[:3], mask[-3:], mask[:, :3], mask[:, -3:] = False, False, False, False
+    if not mask.any():
+        return 0.0, 0.0
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return (cols[-1] - cols[0] + 1) / mask.shape[1], (rows[-1] - rows[0] + 1) / mask.shape[0]
+
+
+def canvas_png(page, selector: str) -> bytes:
+    """A screenshot of the 3D viewer's canvas in ``selector`` once Babylon.js has loaded and drawn the GLB."""
+    canvas = page.locator(f"{selector} canvas")
+    canvas.wait_for(timeout=60_000)
+    page.wait_for_timeout(4000)  # Babylon.js loads the GLB and draws
+    overlays = f"{selector} [data-testid=block-label], {selector} button, {selector} .icon-button-wrapper"
+    page.add_style_tag(content=f"{overlays} {{ visibility: hidden !important; }}")  # the label and icons on top
+    return canvas.screenshot()
+
+
+def canvas_painted(page, selector: str) -> int:
+    return painted_pixels(canvas_png(page, selector))
+
+
+def plot_points(page, selector: str) -> int:
+    """Points of the first trace of the plotly figure inside ``selector`` (0 when none is drawn yet)."""
+    return page.evaluate(
+        "sel => { const d = document.querySelector(sel + ' .js-plotly-plot');"
+        " return d && d.data && d.data.length ? d.data[0].x.length : 0; }", selector)

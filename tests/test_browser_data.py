@@ -1,27 +1,14 @@
 """Real browser: the Data tab validates a dataset and its 3D viewer really renders the GT mesh."""
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
 
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT
-from tests.browser import browser_page, require_chromium, studio_process
+from tests.browser import browser_page, painted_pixels, require_chromium, studio_process
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
-
-
-def painted_pixels(png: bytes) -> int:
-    """Pixels that differ from the canvas's most common (background) colour."""
-    from PIL import Image
-
-    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
-    colors, counts = np.unique(img, axis=0, return_counts=True)
-    background = colors[counts.argmax()]
-    return int((np.abs(img.astype(int) - background).sum(1) > 30).sum())
 
 
 def test_data_tab_validates_and_renders_gt_mesh(roots):

@@ -11,9 +11,9 @@ import pytest
 
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT
-from tests.browser import browser_page, require_chromium, studio_process
+from tests.browser import (browser_page, canvas_painted, choose, open_tab, plot_points, require_chromium, set_number,
+                           studio_process, wait_state, watch_percents, watched_percents)
 from tests.conftest import free_port, make_roots
-from tests.test_browser_data import painted_pixels
 
 pytestmark = pytest.mark.browser
 TABS = ("Data", "Teacher", "Cache", "Train 3D", "VAE", "Compare", "Export", "Runs")
@@ -28,69 +28,6 @@ def studio_url(tmp_path_factory):
     build_sample(NULL_CONTEXT, roots["data"] / "sample", count=3, seed=0)
     with studio_process(roots, free_port()) as url:
         yield url, roots, base
-
-
-def open_tab(page, url: str, name: str) -> None:
-    if not page.url.startswith(url):
-        page.goto(url)
-    tab = page.get_by_role("tab", name=name, exact=True)
-    tab.wait_for(timeout=60_000)
-    tab.click()
-
-
-def choose(page, selector: str, value: str) -> None:
-    """Type a value into a Gradio dropdown (they accept custom values here) and confirm it."""
-    box = page.locator(f"{selector} input").first
-    box.fill(value)
-    box.press("Enter")
-
-
-def set_number(page, label: str, value) -> None:
-    field = page.get_by_label(label, exact=True).first
-    field.fill(str(value))
-    field.press("Tab")
-
-
-def wait_state(page, selector: str, states=("succeeded",), timeout: float = 180) -> str:
-    """Wait until the job progress bar in ``selector`` shows a final state; return it."""
-    end = time.time() + timeout
-    while time.time() < end:
-        el = page.locator(f"{selector} .job-progress")
-        if el.count():
-            state = el.first.get_attribute("data-state")
-            if state in ("succeeded", "failed", "cancelled"):
-                assert state in states, page.locator(selector).inner_text()
-                return state
-        page.wait_for_timeout(300)
-    raise AssertionError(f"{selector}: no final state within {timeout} s")
-
-
-def watch_percents(page, selector: str) -> None:
-    """Record every percent the progress bar in ``selector`` shows from now on, whatever the polling of
-    this test: a MutationObserver in the page notes each render (read back by ``watched_percents``)."""
-    page.evaluate(
-        """sel => { window.__percents = window.__percents || {}; const seen = window.__percents[sel] = [];
-        new MutationObserver(() => { const el = document.querySelector(sel);
-          const m = el && el.innerText.match(/(\\d+)%/); if (m) seen.push(+m[1]); })
-        .observe(document.body, {subtree: true, childList: true, characterData: true}); }""", selector)
-
-
-def watched_percents(page, selector: str) -> list[int]:
-    return sorted(set(page.evaluate("sel => (window.__percents || {})[sel] || []", selector)))
-
-
-def canvas_painted(page, selector: str) -> int:
-    canvas = page.locator(f"{selector} canvas")
-    canvas.wait_for(timeout=60_000)
-    page.wait_for_timeout(4000)  # Babylon.js loads the GLB and draws
-    return painted_pixels(canvas.screenshot())
-
-
-def plot_points(page, selector: str) -> int:
-    """Points of the first trace of the plotly figure inside ``selector`` (0 when none is drawn yet)."""
-    return page.evaluate(
-        "sel => { const d = document.querySelector(sel + ' .js-plotly-plot');"
-        " return d && d.data && d.data.length ? d.data[0].x.length : 0; }", selector)
 
 
 def test_every_tab_opens(studio_url):

@@ -2,6 +2,7 @@
 gradio_client (dataset shoe, uploaded photos, ONNX export and the exported model on photos)."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -160,7 +161,8 @@ def test_compare_tab_returns_three_meshes_and_a_metrics_table(trained, client):
     out = run_and_poll(client, "/compare_photos", "/compare_poll",
                        (run_id, "best", handle_file(str(front)), None, None, None), (run_id,))
     assert "succeeded" in out[0] and str(out[2]).endswith(".glb") and out[1] is None and out[3] is None
-    assert "front" in out[5]
+    assert not out[4]["data"], "the previous shoe's metrics are still shown beside the uploads' mesh"
+    assert "Views given: 1 of 4" in out[5] and "missing: left, back, right" in out[5] and "blob" in out[5]
 
 
 def test_export_tab_exports_measures_and_runs_the_onnx_student(trained, client):
@@ -170,8 +172,13 @@ def test_export_tab_exports_measures_and_runs_the_onnx_student(trained, client):
     out = run_and_poll(client, "/export_run", "/export_poll", (run_id, "best", True, 1))
     bar, parity, latency, summary, files = out[:5]
     assert "succeeded" in bar, bar
-    assert parity["headers"][:2] == ["model", "inputs"] and all(r[-1] is True for r in parity["data"])
+    assert parity["headers"][:2] == ["model", "inputs"] and all(r[-1] == "yes" for r in parity["data"])
+    err = parity["headers"].index("max_abs_err")  # errors of 1e-7 in scientific notation, never rounded to 0
+    assert all(re.fullmatch(r"\d\.\d\de[-+]\d\d", r[err]) for r in parity["data"]), parity["data"]
     assert {r[0] for r in latency["data"]} == {"torch eager", "onnxruntime fp32", "onnxruntime int8"}
+    ms = latency["headers"].index("ms_per_shoe")
+    assert all(re.fullmatch(r"\d+\.\d ms", r[ms]) for r in latency["data"]), latency["data"]
+    assert "Parity" not in summary and " ms" not in summary and "INT8" in summary  # one table, no prose copy
     names = sorted(Path(f).name for f in files)
     assert "student.onnx" in names and "student.int8.onnx" in names and "student.faces.json" in names
     assert (roots["runs"] / run_id / "export" / "export.json").is_file()

@@ -102,7 +102,7 @@ class _Encode(_AutoEncode):
 @torch.no_grad()
 def quality(teacher, student, projector, images: torch.Tensor, batch_size: int = 256, ctx=None) -> dict[str, float]:
     """PSNR / SSIM of teacher and student (eval, decode(encode(x))) and latent CKA over ``images``;
-    stops at the next batch when ``ctx`` (a job context) is cancelled."""
+    stops at the next batch when ``ctx`` (a job context) is cancelled. Progress: 5-45 % of the report."""
     ctx = ctx or NULL_CONTEXT
     sums = {"teacher_psnr": 0.0, "student_psnr": 0.0, "teacher_ssim": 0.0, "student_ssim": 0.0}
     t_lat, s_lat = [], []
@@ -115,6 +115,8 @@ def quality(teacher, student, projector, images: torch.Tensor, batch_size: int =
             sums[f"{name}_psnr"] += float(psnr(rec, x).sum())
             sums[f"{name}_ssim"] += float(ssim(rec, x).sum())
             (t_lat if name == "teacher" else s_lat).append(projector(mu) if name == "student" else mu)
+        done = min(i + batch_size, len(images))
+        ctx.progress(0.05 + 0.4 * done / len(images), f"report: PSNR / SSIM, image {done}/{len(images)}")
     out = {k: v / len(images) for k, v in sums.items()}
     out["psnr_retention_pct"] = 100.0 * out["student_psnr"] / out["teacher_psnr"]
     out["ssim_retention_pct"] = 100.0 * out["student_ssim"] / out["teacher_ssim"]
@@ -125,12 +127,14 @@ def quality(teacher, student, projector, images: torch.Tensor, batch_size: int =
 def speed(teacher, student, folder: Path, batch: int = 64, threads: int = 2, repeats: int = 7,
           ctx=None) -> dict[str, Any]:
     """Export encoders/decoders to ``folder`` and time both models in torch and ONNX Runtime at ``batch``;
-    stops between rounds when ``ctx`` (a job context) is cancelled."""
+    stops between rounds when ``ctx`` (a job context) is cancelled. Progress: 45-65 % of the report for
+    the exports, 65-100 % for the timing rounds."""
     ctx = ctx or NULL_CONTEXT
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     res: dict[str, Any] = {"batch": batch, "threads": threads, "onnx": {}}
     sessions = {}
-    for name, vae in (("teacher", teacher), ("student", student)):
+    for k, (name, vae) in enumerate((("teacher", teacher), ("student", student))):
+        ctx.progress(0.45 + 0.1 * k, f"report: ONNX export of the {name}")
         z = vae.encode(x).detach()
         enc = export.export_onnx(_Encode(vae), x, folder / f"{name}_encoder.onnx", ("image",), ("latent",))
         dec = export.export_onnx(vae.decoder, z, folder / f"{name}_decoder.onnx", ("latent",), ("image",))
@@ -139,8 +143,9 @@ def speed(teacher, student, folder: Path, batch: int = 64, threads: int = 2, rep
                              "encoder_max_abs_err": export.parity(_Encode(vae), sessions[name][0], x),
                              "decoder_max_abs_err": export.parity(vae.decoder, sessions[name][1], z)}
     times: dict[str, list[float]] = {k: [] for k in ("teacher_torch", "student_torch", "teacher_ort", "student_ort")}
-    for _ in range(repeats):  # alternate the models so that machine noise hits both alike
+    for r in range(repeats):  # alternate the models so that machine noise hits both alike
         ctx.check_cancelled()
+        ctx.progress(0.65 + 0.35 * r / repeats, f"report: timing round {r + 1}/{repeats}")
         for name, vae in (("teacher", teacher), ("student", student)):
             times[f"{name}_torch"].append(export.latency_torch(_AutoEncode(vae), x, warmup=1, repeats=1, threads=threads))
             enc_s, dec_s, z = sessions[name]

@@ -6,8 +6,9 @@ import gradio as gr
 from engine import cache
 from engine.config import UserError, validate_id
 from engine.data import layout
-from engine.teachers.base import PRESETS, TeacherSettings, availability_markdown, teacher_names
-from studio.components import error_text, is_finished, job_snapshot, job_state, poll_progress, progress_html
+from engine.teachers.base import PRESETS, TeacherSettings, teacher_names
+from studio.components import (availability_md, error_text, is_finished, job_snapshot, job_state, poll_progress,
+                               progress_html, settings_md)
 from studio.context import Studio
 
 FAIL_HEADERS = ["shoe", "error"]
@@ -22,7 +23,7 @@ def summary_md(studio: Studio, name: str) -> tuple[str, list[list]]:
     except UserError as exc:
         return error_text(exc), []
     mb = s["size_bytes"] / 1e6
-    lines = [f"**{name}** — teacher `{s['teacher']}` {s['settings']}",
+    lines = [f"**{name}** — teacher `{s['teacher']}`, settings: {settings_md(s['settings'])}",
              f"{s['ok']} cached, {s['failed']} failed, {s['stale']} stale · {mb:.1f} MB on disk · "
              f"{s['mean_seconds'] or 0:.2f} s per shoe"]
     if s["with_gt"]:
@@ -37,13 +38,13 @@ def build(studio: Studio) -> None:
                 f"cached under `{studio.cache_root}/<name>/`. A build skips shoes that are up to date, rebuilds "
                 "stale ones (teacher, settings or photos changed), records failures and carries on; "
                 "**Build** again after a stop or a restart resumes where it left off.")
-    gr.Markdown(availability_markdown())
+    gr.Markdown(availability_md())
     with gr.Row():
         dataset = gr.Dropdown(choices=layout.list_datasets(studio.data_root), label="Dataset",
                               allow_custom_value=True, elem_id="cache-dataset")
         teacher = gr.Dropdown(choices=teacher_names(), value=teacher_names()[0], label="Teacher",
                               elem_id="cache-teacher")
-        preset = gr.Radio(choices=list(PRESETS), value="balanced", label="Preset")
+        preset = gr.Radio(choices=list(PRESETS), value="balanced", label="Preset", elem_id="cache-preset")
         first = gr.Number(value=0, precision=0, minimum=0, label="first N shoes (0 = all)")
         name = gr.Textbox(label="Cache name", placeholder="default: <dataset>-<teacher>-<preset>",
                           elem_id="cache-name")

@@ -16,12 +16,16 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.students.checkpoint import checkpoint_path
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, photo_upload, poll_finished, refused, run_picker, start_job
+from studio.components import error_text, photo_upload, poll_finished, refused, run_picker, start_job, views_note
 from studio.context import Studio
 
-CAMERA = (90, 70, 2.2)  # (alpha, beta, radius): the same for the three viewers; meshes are normalised
+# (alpha °, beta °, radius): the same for the three viewers. The meshes are normalised (bbox centre at the
+# origin, longest side 1, toe along z); a three-quarter view from 1.5 units lets the shoe fill most of a
+# viewer's width (tests/test_browser_tabs.py measures it) instead of a quarter of it end-on.
+CAMERA = (45, 70, 1.5)
 VIEWERS = ("teacher", "student", "gt")
 ROW_KEYS = ("model", *METRICS, "vertices", "faces")
+EMPTY_TABLE = {"headers": list(ROW_KEYS), "data": []}  # a cleared metrics table (no shoe with GT shown)
 
 
 def legend_html(info: dict | None = None) -> str:
@@ -121,8 +125,10 @@ def build(studio: Studio) -> None:
                       photos={name: f for name, f in zip(VIEW_NAMES, files)})
 
     def start_teacher(name, *files):
-        return submit("teacher", run_teacher, teacher=name, settings={"preset": "balanced"}, out_dir=studio.scratch,
-                      view_paths={name_: f for name_, f in zip(VIEW_NAMES, files) if f})
+        paths = {n: f for n, f in zip(VIEW_NAMES, files) if f}
+        state, bar, tick = submit("teacher", run_teacher, teacher=name, settings={"preset": "balanced"},
+                                  out_dir=studio.scratch, view_paths=paths)
+        return (dict(state, teacher=name, views=list(paths)) if state else state), bar, tick
 
     def start_eval(run_id):
         from engine.evaluate.mesh_eval import evaluate_run
@@ -144,13 +150,15 @@ def build(studio: Studio) -> None:
             head = f"{res['shoe']} ({res['split']} split), {res['run']} {res['checkpoint']} (epoch {res['epoch']}) " \
                    f"— {res['seconds']} s"
             out[notes] = "\n".join(f"- {n}" for n in [head, *res["notes"]])
-        elif what == "photos":
-            out.update({viewers["teacher"]: None, viewers["student"]: res["student_glb"], viewers["gt"]: None})
-            out[notes] = f"- student on the uploaded photos ({', '.join(res['stats']['views'])}): " \
-                         f"{res['stats']['student_ms']} ms; no GT, so no colours or metrics"
+        elif what == "photos":  # uploads: no GT, so the shoe's metrics table no longer applies
+            out.update({viewers["teacher"]: None, viewers["student"]: res["student_glb"], viewers["gt"]: None,
+                        table: EMPTY_TABLE})
+            out[notes] = f"- student on the uploaded photos: {res['stats']['student_ms']} ms; no GT, so no colours " \
+                         f"or metrics\n- {views_note(res['stats']['views'])}"
         elif what == "teacher":
-            out[viewers["teacher"]] = res["glb"]
-            out[notes] = f"- teacher on the uploaded photos: {res['stats'].get('seconds', 0):.1f} s"
+            out.update({viewers["teacher"]: res["glb"], viewers["gt"]: None, table: EMPTY_TABLE})
+            out[notes] = f"- teacher `{state['teacher']}` on the uploaded photos: {res['stats'].get('seconds', 0):.1f} s" \
+                         f"\n- {views_note(state['views'], (state['teacher'],))}"
         else:  # evaluate
             out[worst], out[worst_note] = worst_rows(studio, run_id)
         return out

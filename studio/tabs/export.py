@@ -15,21 +15,62 @@ from studio.components import photo_upload, poll_finished, refused, run_picker, 
 from studio.context import Studio
 
 
+ERROR_KEYS = ("max_abs_err", "cd_l1", "tolerance")  # tiny numbers: scientific notation, never rounded to 0
+MS_KEYS = ("ms_per_shoe",)  # latencies: "31.5 ms"
+
+
+def cell(key: str, value):
+    """One table cell as a person reads it: errors in scientific notation (``2.68e-07``), latencies as
+    ``31.5 ms``, speed-ups as ``1.53x``, sizes as ``0.37 MB``, booleans as yes / NO, other floats to 4
+    significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if not isinstance(value, float):
+        return value
+    if key in ERROR_KEYS:
+        return f"{value:.2e}"
+    if key in MS_KEYS:
+        return f"{value:.1f} ms"
+    if key.startswith("speedup"):
+        return f"{value:.2f}x"
+    if key.endswith("_mb"):
+        return f"{value:.2f} MB"
+    return f"{value:.4g}"
+
+
 def _table(rows: list[dict], columns: tuple[str, ...]) -> dict:
-    """A ``gr.Dataframe`` value from a list of dicts: ``columns`` first, then any others; floats rounded."""
+    """A ``gr.Dataframe`` value from a list of dicts: ``columns`` first, then any others; cells as ``cell``."""
     headers = list(columns) + sorted({k for r in rows for k in r} - set(columns))
-    data = [[round(r[k], 6) if isinstance(r.get(k), float) else r.get(k) for k in headers] for r in rows]
-    return {"headers": headers, "data": data} if rows else {"headers": ["-"], "data": [[None]]}
+    data = [[cell(k, r.get(k)) for k in headers] for r in rows]
+    return {"headers": headers, "data": data} if rows else {"headers": ["-"], "data": [["-"]]}
+
+
+def summary_md(report: dict) -> str:
+    """What the two tables do not show: the checkpoint, the files, and the INT8 model's size and accuracy
+    (one line each; the parity and latency numbers are in the tables only)."""
+    head = (f"**{report['run']}** `{report['checkpoint']}` (epoch {report['epoch']}) — image size "
+            f"{report['image_size']}, {report['vertices']} vertices / {report['faces']} faces; parity "
+            f"{'within tolerance on every input' if report.get('parity_ok') else '**outside tolerance**'}.")
+    files = "Files: " + ", ".join(f"`{Path(p).name}`" for p in report["files"].values() if p)
+    q = report.get("int8")
+    if not q:
+        return "\n\n".join([head, files])
+    acc = (f"CD-L1 {q['cd_l1_fp32']:.5f} → {q['cd_l1_int8']:.5f} ({q['cd_l1_change_pct']:+.1f} %) on {q['shoes']} "
+           "val shoes" if q.get("cd_l1_change") is not None else q.get("note", ""))
+    int8 = (f"INT8 (dynamic quantisation): {q['bytes'] / 2**20:.2f} MB, {q['size_pct']:.0f} % of FP32's "
+            f"{q['fp32_bytes'] / 2**20:.2f} MB; max abs error vs FP32 {q['max_abs_err_vs_fp32']:.2e}; {acc}.")
+    return "\n\n".join([head, files, int8])
 
 
 def show_report(report: dict | None):
-    """(parity table, latency table, INT8 / summary markdown, files) of an export report."""
+    """(parity table, latency table, summary markdown, files) of an export report."""
     if not report:
         return _table([], ()), _table([], ()), "No export yet for this run.", None
     files = [p for p in report["files"].values() if p and Path(p).is_file()]
     return (_table(report["parity_rows"], PARITY_COLUMNS), _table(report["latency_rows"], LATENCY_COLUMNS),
-            report.get("markdown", ""),
-            files or None)
+            summary_md(report), files or None)
 
 
 def existing_report(studio: Studio, run_id: str) -> dict | None:
@@ -54,10 +95,11 @@ def build(studio: Studio) -> None:
         go = gr.Button("Export", variant="primary", elem_id="export-go")
         stop = gr.Button("Cancel", variant="stop")
     progress = gr.HTML(elem_id="export-progress")
-    with gr.Row():
-        parity = gr.Dataframe(label="Parity: torch vs ONNX Runtime", interactive=False, elem_id="export-parity")
-        latency = gr.Dataframe(label="Latency per shoe", interactive=False, elem_id="export-latency")
     summary = gr.Markdown(elem_id="export-summary")
+    parity = gr.Dataframe(label="Parity: torch vs ONNX Runtime (max abs error of the vertices, CD-L1 between "
+                                "the two meshes)", interactive=False, elem_id="export-parity")
+    latency = gr.Dataframe(label="Latency per shoe (batch 1, median of alternating rounds)", interactive=False,
+                           elem_id="export-latency")
     files = gr.File(label="Download", file_count="multiple", elem_id="export-files")
     gr.Markdown("### Run the exported ONNX student on photos")
     with gr.Row():
@@ -104,8 +146,8 @@ def build(studio: Studio) -> None:
                              f"{stats['student_ms']} ms"
         return out
 
-    run.change(lambda rid: show_report(existing_report(studio, rid)), inputs=[run],
-               outputs=[parity, latency, summary, files], api_name="export_show")
+    run.change(lambda rid: (*show_report(existing_report(studio, rid)), None, ""), inputs=[run],
+               outputs=[parity, latency, summary, files, viewer, try_notes], api_name="export_show")
     go.click(start_export, inputs=[run, ckpt, int8, threads], outputs=[job, progress, timer], api_name="export_run")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     try_go.click(start_try, inputs=[run, variant, *uploads], outputs=[job, progress, timer], api_name="export_try")

@@ -49,8 +49,9 @@ def build(studio: Studio) -> None:
                 "shows as **interrupted**.")
     with gr.Row():
         refresh = gr.Button("Refresh", size="sm")
-        cancel = gr.Button("Cancel selected run", size="sm", variant="stop")
+        cancel = gr.Button("Cancel selected run", size="sm", variant="stop", elem_id="runs-cancel")
         auto = gr.Checkbox(value=True, label="live refresh (2 s)")
+    cancel_note = gr.Markdown(elem_id="runs-cancel-note")  # the cancel's reply: the 2 s refresh never writes here
     table = gr.Dataframe(headers=HEADERS, value=lambda: run_rows(studio), interactive=False, wrap=True,
                          label="Runs", elem_id="runs-table")
     selected = gr.Dropdown(choices=[r[0] for r in run_rows(studio)], value=None, label="Run",
@@ -91,7 +92,8 @@ def build(studio: Studio) -> None:
     selected.change(lambda rid: run_detail(studio, rid), inputs=[selected], outputs=[status, cfg, plot, log],
                     api_name="run_detail")
     table.select(on_select, inputs=[table], outputs=[selected])
-    cancel.click(do_cancel, inputs=[selected], outputs=[status], api_name="cancel_run")
+    cancel.click(do_cancel, inputs=[selected], outputs=[cancel_note], api_name="cancel_run")
+    selected.change(lambda _rid: "", inputs=[selected], outputs=[cancel_note])  # a reply about another run
     auto.change(lambda on: gr.Timer(active=on), inputs=[auto], outputs=[timer])
     timer.tick(refresh_all, inputs=[selected], outputs=outputs, show_progress="hidden")
     # a hidden endpoint for scripts and tests: the table as JSON rows

@@ -7,12 +7,12 @@ from engine.config import UserError
 from engine.data import layout
 from engine.data.mesh_files import DOWNLOAD_FORMATS, prepare_download
 from engine.geometry.camera import VIEW_NAMES
-from engine.teachers.base import PRESETS, availability_markdown, teacher_names
+from engine.teachers.base import PRESETS, teacher_names
 from engine.teachers.run import run_teacher
 from engine.train.teacher_pretrain import corpus_and_pretrain
 from engine.progress import NULL_CONTEXT
-from studio.components import (error_text, job_snapshot, job_state, photo_upload, poll_progress, progress_html,
-                               refused, run_ids, start_job)
+from studio.components import (availability_md, error_text, job_snapshot, job_state, photo_upload, poll_progress,
+                               progress_html, refused, run_ids, start_job, views_note)
 from studio.context import Studio
 
 PRETRAIN_KIND = "teacher-pretrain"
@@ -21,7 +21,7 @@ PRETRAIN_KIND = "teacher-pretrain"
 def build(studio: Studio) -> None:
     gr.Markdown("Run a teacher once and look at what it makes. Photos: RGBA PNGs whose alpha is the mask, or "
                 "photos on a plain background; views follow the studio's camera convention (front looks at the toe).")
-    gr.Markdown(availability_markdown())
+    gr.Markdown(availability_md())
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Tab("Dataset shoe"):
@@ -45,6 +45,7 @@ def build(studio: Studio) -> None:
             progress = gr.HTML(elem_id="teacher-progress")
         with gr.Column(scale=3):
             model3d = gr.Model3D(label="Teacher mesh", height=380, elem_id="teacher-model")
+            views_md = gr.Markdown(elem_id="teacher-views")  # which views made this mesh, what a missing one costs
             stats = gr.JSON(label="Stats")
             with gr.Row():
                 fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="glb", label="Format")
@@ -67,7 +68,7 @@ def build(studio: Studio) -> None:
         pt_progress = gr.HTML(elem_id="pretrain-progress")
     pt_job = gr.State(None)  # {"id", "what": "pretrain"}
     pt_timer = gr.Timer(2.0, active=False)
-    job = gr.State(None)  # {"id", "what": "generate"}: kept after the job ends (downloads start from it)
+    job = gr.State(None)  # {"id", "what": "generate", "teacher", "views"}: kept after it ends (downloads start from it)
     timer = gr.Timer(1.0, active=False)
 
     def shoes_of(ds):
@@ -86,16 +87,19 @@ def build(studio: Studio) -> None:
             settings = {"preset": p, "seed": int(sd or 0),
                         "octree_resolution": int(octr) if octr else None}
         except (UserError, ValueError, TypeError) as exc:
-            return refused(exc)
-        return start_job(studio.runner, run_teacher, "teacher", "generate", teacher=t, settings=settings,
-                         view_paths=paths, out_dir=studio.scratch)
+            return (*refused(exc), gr.update())
+        state, bar, tick = start_job(studio.runner, run_teacher, "teacher", "generate", teacher=t, settings=settings,
+                                     view_paths=paths, out_dir=studio.scratch)
+        # the previous mesh's download no longer matches what will be shown: cleared
+        return (dict(state, teacher=t, views=list(paths)) if state else state), bar, tick, None
 
     def poll(state):
         snap = job_snapshot(studio.runner, state)
         out = poll_progress(snap, progress, timer)
         if snap and snap["state"] == "succeeded":
             res = studio.runner.result(state["id"])
-            out.update({model3d: res["glb"], stats: res["stats"]})
+            out.update({model3d: res["glb"], stats: res["stats"], download: None,
+                        views_md: views_note(state["views"], (state["teacher"],))})
         return out
 
     def prepare(state, fm, n):
@@ -142,7 +146,8 @@ def build(studio: Studio) -> None:
     pt_timer.tick(poll_pretrain, inputs=[pt_job], outputs=[pt_progress, pt_timer], show_progress="hidden")
     dataset.change(shoes_of, inputs=[dataset], outputs=[shoe])
     go.click(start, inputs=[source, dataset, shoe, teacher, preset, octree, seed, *uploads],
-             outputs=[job, progress, timer], api_name="teacher_generate")
+             outputs=[job, progress, timer, download], api_name="teacher_generate")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
-    timer.tick(poll, inputs=[job], outputs=[progress, model3d, stats, timer], show_progress="hidden")
+    timer.tick(poll, inputs=[job], outputs=[progress, model3d, views_md, stats, download, timer],
+               show_progress="hidden", api_name="teacher_poll")
     dl_btn.click(prepare, inputs=[job, fmt, faces], outputs=[download], api_name="teacher_download")

@@ -3,6 +3,8 @@ GT-only baseline trained with the same student, seed and epochs (``engine.workfl
 one job trains both, evaluates and writes the distillation report the tab then shows)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from engine import runs
@@ -15,21 +17,16 @@ from engine.train.distill3d import train_student
 from engine.workflows import PAIR, distill_with_baseline
 from engine.train.schedules import SCHEDULE_NAMES, SCHEDULES
 from engine.cache import list_caches
-from studio.components import error_text, is_finished, job_state, progress_html, run_ids
+from studio.components import error_text, is_finished, job_state, progress_html, run_choices, run_dropdown
 from studio.context import Studio
-from studio.plots import distillation_figure, history_figure
+from studio.plots import Panel, distillation_figure, panels_figure
 
 KIND = "train3d"
 STEP_KEYS = ["loss", "cd_teacher", "cd_gt", "edge", "smooth", "feat"]
-EPOCH_KEYS = ["alpha", "val_cd_l1"]
-
-
-def train_runs(studio: Studio) -> list[str]:
-    return run_ids(studio, KIND)
 
 
 def figures(studio: Studio, run_id: str | None):
-    """(loss figure per step, alpha + val CD-L1 figure per epoch) from the run's history.jsonl."""
+    """(loss figure per step, val CD-L1 and α per epoch on separate panels) from the run's history.jsonl."""
     hist = []
     if run_id:
         try:
@@ -38,8 +35,9 @@ def figures(studio: Studio, run_id: str | None):
             hist = []
     steps = [r for r in hist if r.get("scope") == "step" and not r.get("skipped")]
     epochs = [r for r in hist if r.get("scope") == "epoch"]
-    return (history_figure(steps, STEP_KEYS, title="training losses per step", x_key="global_step"),
-            history_figure(epochs, EPOCH_KEYS, title="α and val CD-L1 per epoch", x_key="epoch"))
+    return (panels_figure([Panel("loss terms", steps, STEP_KEYS, "global_step")], title="training losses per step"),
+            panels_figure([Panel("val CD-L1", epochs, ["val_cd_l1"], "epoch"), Panel("α", epochs, ["alpha"], "epoch")],
+                          title="val CD-L1 and α per epoch", empty="no epochs yet"))
 
 
 def pair_figure(studio: Studio, run_id: str | None):
@@ -60,6 +58,67 @@ def pair_figure(studio: Studio, run_id: str | None):
     except UserError:
         return distillation_figure({}, None)
     return distillation_figure(curves, report.get("teacher_cd_l1"))
+
+
+def missing_rows(studio: Studio, run_id: str, run: dict, evaluation: dict | None) -> list[str]:
+    """One line per row of the student / baseline / teacher table that is missing, with why and what to do."""
+    cfg, state = run["config"], run["status"].get("state")
+    summary = (evaluation or {}).get("summary") or {}
+    notes = []
+    if not evaluation:
+        if state in runs.ACTIVE_STATES:
+            notes.append(f"no table yet: {run_id} is {state}")
+        elif state in ("cancelled", "failed", "interrupted"):
+            notes.append(f"no table: {run_id} {state} before its evaluation — **Resume** it (training continues from "
+                         f"its last epoch{', then the baseline' if cfg.get('with_baseline') else ''})")
+        else:
+            notes.append("no table yet: **Evaluate** scores the run against the teacher and the ground truth")
+    if cfg.get("baseline"):
+        notes.append("this run is a GT-only baseline itself (no teacher in its loss)")
+    elif not summary.get("baseline"):
+        if cfg.get("with_baseline"):
+            from engine import storage
+
+            base = (storage.read_json(runs.run_dir(run_id, studio.runs_root) / PAIR) or {}).get("baseline_run")
+            why = ""
+            if base:
+                try:
+                    st = runs.load_run(base, studio.runs_root, studio.runner.live_ids())["status"]
+                    why = f" ({base}: {st.get('state')}, {st.get('message', '')})"
+                except UserError:
+                    why = f" ({base} is gone)"
+            notes.append(f"baseline row missing: the GT-only baseline is not trained yet{why} — **Resume** {run_id} "
+                         "trains it and adds the row")
+        else:
+            notes.append("baseline row missing: the run was started without *also train the baseline (GT only)*; "
+                         "tick it and **Start** to see whether distilling pays")
+    if evaluation and not summary.get("teacher"):
+        where = f" `{Path(cfg['cache']).name}`" if cfg.get("cache") else ""
+        notes.append(f"teacher row missing: none of the {evaluation.get('val_shoes')} val shoes has a usable entry in "
+                     f"the teacher cache{where} (missing, failed, or stale after the photos or settings changed) — "
+                     "rebuild it in **Cache**" if cfg.get("cache") else "teacher row missing: the run has no teacher cache")
+    elif evaluation and evaluation.get("teacher_shoes", 0) < evaluation.get("val_shoes", 0):
+        notes.append(f"teacher row: scored on {evaluation['teacher_shoes']} of {evaluation['val_shoes']} val shoes "
+                     "(the others have no usable cache entry)")
+    return notes
+
+
+def comparison_md(studio: Studio, run_id: str | None) -> str:
+    """What the table under the plots shows for a run: its distillation report (student vs baseline vs
+    teacher) or, without one, its evaluation (student vs teacher), then a line for each missing row."""
+    if not run_id:
+        return ""
+    from engine import storage
+
+    try:
+        run = runs.load_run(run_id, studio.runs_root, studio.runner.live_ids())
+        path = runs.run_dir(run_id, studio.runs_root)
+        report, evaluation = load_report(path), storage.read_json(path / "evaluation.json")
+    except UserError as exc:
+        return error_text(exc)
+    body = report_markdown(report) if report else (format_markdown(evaluation) if evaluation else "")
+    notes = missing_rows(studio, run_id, run, evaluation)
+    return body + ("\n\n" + "\n".join(f"> {n}  " for n in notes) if notes else "")
 
 
 def make_config(studio: Studio, ds, cache_name, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width,
@@ -102,11 +161,12 @@ def build(studio: Studio) -> None:
         l_feat = gr.Number(value=0.0, minimum=0, label="λ feat (feature distillation)", elem_id="train-lambda-feat")
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="train-start")
-        stop = gr.Button("Stop", variant="stop")
-        resume_pick = gr.Dropdown(choices=train_runs(studio), label="Run to resume / show", allow_custom_value=True,
-                                  elem_id="train-run")
-        resume = gr.Button("Resume")
-        evaluate = gr.Button("Evaluate")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    with gr.Row():
+        resume_pick = run_dropdown(studio, "train-run", label="Run to resume / show", kind=KIND, finished=False,
+                                   scale=4, min_width=420)
+        resume = gr.Button("Resume", scale=1, elem_id="train-resume")
+        evaluate = gr.Button("Evaluate", scale=1)
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
         loss_plot = gr.Plot(label="Losses", elem_id="train-loss-plot")
@@ -125,10 +185,10 @@ def build(studio: Studio) -> None:
             else:
                 main = studio.runner.submit(train_student, kind=KIND, config=cfg)
         except (UserError, ValueError, TypeError) as exc:
-            return None, error_text(exc), gr.Timer(active=False), gr.update()
+            return None, error_text(exc), gr.Timer(active=False), gr.update(), gr.update()
         state = job_state(main, "pair" if with_baseline else "train", run=main)
         return state, progress_html(studio.runner.get(main)), gr.Timer(active=True), \
-            gr.update(choices=train_runs(studio), value=main)
+            gr.update(choices=run_choices(studio, KIND, finished=False), value=main), ""
 
     def resume_run(run_id):
         try:
@@ -141,9 +201,9 @@ def build(studio: Studio) -> None:
                                           existing_run=runs.run_dir(run_id, studio.runs_root),
                                           config={**cfg, "resume": True})
         except (UserError, ValueError, TypeError) as exc:
-            return None, error_text(exc), gr.Timer(active=False)
+            return None, error_text(exc), gr.Timer(active=False), gr.update()
         state = job_state(job_id, "pair" if pair else "train", run=job_id)
-        return state, progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
+        return state, progress_html(studio.runner.get(job_id)), gr.Timer(active=True), ""
 
     def start_eval(state, run_id):
         run_id = run_id or (state or {}).get("run")  # the run picked in the dropdown, else the one just trained
@@ -158,9 +218,12 @@ def build(studio: Studio) -> None:
     def plots(run_id):
         return dict(zip((loss_plot, epoch_plot, pair_plot), (*figures(studio, run_id), pair_figure(studio, run_id))))
 
+    def show(run_id):  # a run picked: its plots and its table (never the previous run's)
+        return {**plots(run_id), table: comparison_md(studio, run_id)}
+
     def poll(state, shown):
         if not state:
-            return {**plots(shown), timer: gr.Timer(active=False)}
+            return {**show(shown), timer: gr.Timer(active=False)}
         snap = studio.runner.get(state["id"])  # the job: training (one run or the pair) or an evaluation
         out = {**plots(state["run"]), progress: progress_html(snap)}
         if snap and not is_finished(snap):
@@ -170,12 +233,7 @@ def build(studio: Studio) -> None:
             nxt, bar, _ = start_eval(state, state["run"])
             return {**out, job: nxt, progress: bar}
         out.update({job: None, timer: gr.Timer(active=False)})
-        if done and state["what"] == "evaluate":
-            out[table] = format_markdown(studio.runner.result(state["id"]))
-        elif done:  # the pair: the workflow evaluated both and wrote the report
-            report = load_report(runs.run_dir(state["run"], studio.runs_root))
-            if report:
-                out[table] = report_markdown(report)
+        out[table] = comparison_md(studio, state["run"])  # report / evaluation, and what is missing and why
         return out
 
     def do_stop(state):
@@ -184,10 +242,10 @@ def build(studio: Studio) -> None:
         return progress_html(studio.runner.get(state["run"]) if state else None, idle="nothing running")
 
     form = [dataset, cache, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width, seed, baseline, l_feat]
-    start.click(start_training, inputs=form, outputs=[job, progress, timer, resume_pick], api_name="train_start")
-    resume.click(resume_run, inputs=[resume_pick], outputs=[job, progress, timer], api_name="train_resume")
+    start.click(start_training, inputs=form, outputs=[job, progress, timer, resume_pick, table], api_name="train_start")
+    resume.click(resume_run, inputs=[resume_pick], outputs=[job, progress, timer, table], api_name="train_resume")
     evaluate.click(start_eval, inputs=[job, resume_pick], outputs=[job, progress, timer], api_name="train_evaluate")
-    stop.click(do_stop, inputs=[job], outputs=[progress])
-    resume_pick.change(plots, inputs=[resume_pick], outputs=[loss_plot, epoch_plot, pair_plot])
+    stop.click(do_stop, inputs=[job], outputs=[progress], api_name="train_stop")
+    resume_pick.change(show, inputs=[resume_pick], outputs=[loss_plot, epoch_plot, pair_plot, table])
     timer.tick(poll, inputs=[job, resume_pick], outputs=[job, progress, loss_plot, epoch_plot, pair_plot, table, timer],
                show_progress="hidden", api_name="train_poll")

@@ -12,23 +12,23 @@ from engine.evaluate.vae_report import format_markdown
 from engine.workflows import distil_and_report
 from studio.components import error_text, job_snapshot, job_state, poll_progress, progress_html, run_ids
 from studio.context import Studio
-from studio.plots import history_figure
+from studio.plots import Panel, panels_figure
 
 KIND = "vae"
-TERMS = ["total", "recon", "kl", "latent", "output", "perceptual"]
+TERMS = ["recon", "kl", "latent", "output", "perceptual"]  # the terms of "loss" (the weighted total)
 
 
 def live_view(studio: Studio, run_id: str | None):
-    """(per-batch loss figure, reconstruction grid path or None) from the run folder."""
-    if not run_id:
-        return history_figure([], title="loss terms per batch"), None
-    path = runs.run_dir(run_id, studio.runs_root)
-    batches = [r for r in runs.read_history(path) if r.get("scope") == "batch"]
-    for i, r in enumerate(batches):
-        r["batch"] = i
-    grid = path / "recon_grid.png"
-    return (history_figure(batches, TERMS, title="loss terms per batch (all phases)", x_key="batch"),
-            str(grid) if grid.is_file() else None)
+    """(per-batch loss figure: the total ``loss`` and, on its own panel, its terms — log axis when their
+    scales differ; reconstruction grid path or None) from the run folder."""
+    batches = []
+    path = runs.run_dir(run_id, studio.runs_root) if run_id else None
+    if path:
+        batches = [{**r, "batch": i} for i, r in enumerate(r for r in runs.read_history(path) if r.get("scope") == "batch")]
+    fig = panels_figure([Panel("total loss", batches, ["loss"], "batch"), Panel("terms", batches, TERMS, "batch")],
+                        title="loss per batch (all phases)")
+    grid = path / "recon_grid.png" if path else None
+    return fig, str(grid) if grid and grid.is_file() else None
 
 
 def ui_dataset(studio: Studio, spec: str) -> str:
