@@ -7,120 +7,48 @@ Layout (``cache_dir``)::
                          samples and their face normals, seeded from the shoe ID: deterministic),
                          optionally features float16 (the teacher's intermediate features read through
                          a forward hook: occupancy teacher (4, C, 8, 8) per-view maps; Hunyuan (T, C)
-                         image tokens)
-    metadata.json        {teacher, settings, teacher_settings, config, data_root, n_points, updated,
-                         entries: {id: {status ok|failed, seconds, error, fingerprint, config, bytes,
+                         image tokens); and two strings that make the file verifiable on its own:
+                         shoe_id and fingerprint (a file copied over another shoe's, or from another
+                         build, is refused on load)
+    metadata.json        {format 2, teacher, settings, teacher_settings, config, data_root, n_points, updated,
+                         entries: {id: {status ok|failed, seconds, error, fingerprint, images, config, bytes,
                          vertices, faces, cd_l1, fscore@1%, updated}}}
     metadata.rank<R>.json  per-rank shards of a sharded build (merged into metadata.json by rank 0)
 
 Meshes are normalised (bbox centre at the origin, longest side 1); ``cd_l1`` / ``fscore@1%`` compare
 the teacher with the ground truth in those units (F-score threshold 1 % of the longest side) and are
 ``None`` for photo-only shoes. The fingerprint is the SHA-256 of the teacher name, its settings JSON
-and the bytes of the input images; a mismatch (or a missing/resized entry file) makes the entry
-stale and it is rebuilt. ``entry_problem`` / ``usable_entry`` are the one rule of a usable entry
-(status ok, fingerprint matches, file present) that the build, training and evaluation share. Failed entries with an unchanged fingerprint are kept unless
-``retry_failed``. Every file is written atomically and an entry file is written before its metadata,
+and the bytes of the input images; ``images`` is the SHA-256 of the image bytes alone (which dataset's
+pictures the entry was made from). A mismatch (or a missing/resized entry file) makes the entry
+stale and it is rebuilt. ``check_dataset`` refuses a cache none of whose entries was made from the
+dataset's images (another dataset's cache). Entries of the first format (no ``images``, no ID inside the
+file) are stale: the next build remakes them, and training with such a cache alone says to rebuild it.
+``entry_problem`` / ``usable_entry`` are the one rule of a usable entry (status ok, fingerprint matches,
+file present with its size, and — loaded — the shoe ID and fingerprint inside it match) that the build,
+training and evaluation share; ``cache_summary`` (``cache show``) verifies every ok entry's file the same
+way. The entry file's format is ``engine.cache_entry``'s. Failed entries with an unchanged fingerprint are
+kept unless ``retry_failed``. Every file is written atomically and an entry file is written before its metadata,
 so a build killed at any moment resumes where it stopped. Entries load with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from engine import cache_shards as shards
 from engine import storage
+from engine.cache_entry import (ENTRY_KEYS, FEATURES, ID_KEYS, N_POINTS, entry_path,  # noqa: F401 - the cache API
+                                file_problem, fingerprint, image_fingerprint, load_entry, make_entry, point_seed,
+                                settings_key)
 from engine.config import UserError, validate_id
-from engine.geometry.camera import VIEW_NAMES
 from engine.progress import NULL_CONTEXT, JobCancelled
 
-N_POINTS = 10_000
 METADATA = "metadata.json"
 SHARD_GLOB = "metadata.rank*.json"
-ENTRY_KEYS = ("vertices", "faces", "points", "normals")
-FEATURES = "features"  # optional: the teacher's intermediate features, float16 (feature-level distillation)
-
-
-def entry_path(cache_dir: Path, shoe_id: str) -> Path:
-    return Path(cache_dir) / f"{validate_id(shoe_id, 'shoe ID')}.pt"
-
-
-def point_seed(shoe_id: str) -> int:
-    """Seed of a shoe's surface samples: the first 8 bytes of SHA-256(shoe id), below 2**63."""
-    return int(hashlib.sha256(shoe_id.encode()).hexdigest()[:16], 16) % 2**63
-
-
-def settings_key(teacher: str, teacher_settings: dict) -> str:
-    """Short hash of teacher name + settings: entries built with other settings show as stale."""
-    blob = json.dumps({"teacher": teacher, "settings": teacher_settings}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def fingerprint(teacher: str, teacher_settings: dict, view_paths: dict[str, Path]) -> str:
-    """SHA-256 of the teacher name, its settings JSON and each view's name and file bytes."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"teacher": teacher, "settings": teacher_settings}, sort_keys=True).encode())
-    for name in VIEW_NAMES:
-        if name in view_paths:
-            data = Path(view_paths[name]).read_bytes()
-            h.update(f"\0{name}\0{len(data)}\0".encode())
-            h.update(data)
-    return h.hexdigest()
-
-
-def make_entry(vertices, faces, shoe_id: str, features=None) -> dict:
-    """The tensors stored for one shoe (see the module docstring for keys and shapes); ``features``
-    (the teacher's intermediate features, any shape) are stored as float16 when given. ``UserError``
-    when they are not finite (the entry is then recorded failed)."""
-    import numpy as np
-    import torch
-
-    from engine.geometry.mesh import sample_points
-
-    v = torch.as_tensor(vertices, dtype=torch.float32).contiguous()  # (V, 3)
-    f = torch.as_tensor(faces, dtype=torch.int64).contiguous()  # (F, 3)
-    gen = torch.Generator().manual_seed(point_seed(shoe_id))
-    points, normals = sample_points(v, f, N_POINTS, generator=gen)  # (N, 3) each
-    entry = {"vertices": v, "faces": f, "points": points.float().contiguous(), "normals": normals.float().contiguous()}
-    if features is not None:
-        feats = torch.as_tensor(np.asarray(features, np.float32))
-        if not bool(torch.isfinite(feats).all()) or not bool(torch.isfinite(feats.half()).all()):
-            raise UserError("the teacher's features contain NaN or inf (or overflow float16)")
-        entry[FEATURES] = feats.half().contiguous()
-    return entry
-
-
-def load_entry(cache_dir: Path, shoe_id: str) -> dict:
-    """One shoe's tensors (``weights_only`` load). ``UserError`` when missing, corrupt or malformed."""
-    import torch
-
-    path = entry_path(cache_dir, shoe_id)
-    data = storage.torch_load(path)
-    if not isinstance(data, dict) or sorted(k for k in data if k != FEATURES) != sorted(ENTRY_KEYS):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise UserError(f"{path.name}: corrupt cache entry (keys {keys}, expected {', '.join(ENTRY_KEYS)})")
-    want = {"vertices": (torch.float32, None), "faces": (torch.int64, None),
-            "points": (torch.float32, N_POINTS), "normals": (torch.float32, N_POINTS)}
-    for key, (dtype, rows) in want.items():
-        t = data[key]
-        if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.dim() != 2 or t.shape[1] != 3 \
-                or (rows is not None and t.shape[0] != rows) or len(t) == 0:
-            desc = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise UserError(f"{path.name}: corrupt cache entry ({key} is {desc})")
-    if not all(torch.isfinite(data[k]).all() for k in ("vertices", "points", "normals")):
-        raise UserError(f"{path.name}: corrupt cache entry (non-finite values)")
-    f = data["faces"]
-    if int(f.min()) < 0 or int(f.max()) >= len(data["vertices"]):
-        raise UserError(f"{path.name}: corrupt cache entry (face indices out of range)")
-    feats = data.get(FEATURES)
-    if feats is not None and (not isinstance(feats, torch.Tensor) or feats.dtype != torch.float16
-                              or not bool(torch.isfinite(feats).all())):
-        raise UserError(f"{path.name}: corrupt cache entry (features are not finite float16)")
-    return data
+FORMAT = 2
 
 
 def _newer(a: dict | None, b: dict) -> bool:
@@ -183,13 +111,15 @@ def _gt_metrics(shoe, vertices, faces) -> dict:
     return {"cd_l1": round(float(m["cd_l1"]), 6), "fscore@1%": round(float(m["fscore@1%"]), 6)}
 
 
-def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: str, features: bool = False) -> dict:
+def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: str, features: bool = False,
+               images: str | None = None) -> dict:
     """Run the teacher on one shoe and write its entry file; returns its metadata record."""
     from engine.data.layout import load_views
     from engine.teachers.base import TeacherUnavailable
 
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"status": "failed", "fingerprint": fp, "config": key, "error": None, "bytes": 0,
+    record: dict[str, Any] = {"status": "failed", "fingerprint": fp, "images": images, "config": key, "error": None,
+                              "bytes": 0,
                               "vertices": None, "faces": None, "features": None, "cd_l1": None, "fscore@1%": None}
     try:
         if fp is None:
@@ -200,7 +130,7 @@ def _build_one(teacher, settings, shoe, cache_dir: Path, fp: str | None, key: st
         feats = result.features if features else None
         if features and feats is None:
             raise UserError(f"{teacher.name} returned no features although the cache stores them")
-        entry = make_entry(result.vertices, result.faces, shoe.id, feats)
+        entry = make_entry(result.vertices, result.faces, shoe.id, feats, fp)
         path = storage.torch_save(entry_path(cache_dir, shoe.id), entry)
         record.update(features=list(entry[FEATURES].shape) if FEATURES in entry else None)
         record.update(status="ok", bytes=path.stat().st_size, vertices=int(len(result.vertices)),
@@ -228,15 +158,18 @@ def entry_problem(cache_dir: Path, meta: dict | None, shoe, fp: str | None = Non
     entry = ((meta or {}).get("entries") or {}).get(shoe.id)
     if entry is None:
         return "not in the teacher cache"
+    if "images" not in entry:
+        return "teacher entry of the first cache format (no image fingerprint); rebuild the cache"
+    try:
+        if entry["images"] != image_fingerprint(shoe.view_paths):
+            return "teacher entry is stale (the shoe's images changed since the cache was built from them)"
+        fp = fp or fingerprint(meta.get("teacher"), meta.get("teacher_settings"), shoe.view_paths)
+    except OSError as exc:
+        return f"views unreadable for the cache fingerprint ({exc})"
     if entry.get("status") != "ok":
         return f"teacher entry failed ({entry.get('error') or 'no error text'})"
-    if fp is None:
-        try:
-            fp = fingerprint(meta.get("teacher"), meta.get("teacher_settings"), shoe.view_paths)
-        except OSError as exc:
-            return f"views unreadable for the cache fingerprint ({exc})"
     if entry.get("fingerprint") != fp:
-        return "teacher entry is stale (images or settings changed since the cache was built)"
+        return "teacher entry is stale (teacher settings changed since the cache was built)"
     path = entry_path(cache_dir, shoe.id)
     if not path.is_file():
         return f"teacher entry file {path.name} is missing"
@@ -252,20 +185,41 @@ def usable_entry(cache_dir: Path, meta: dict | None, shoe, fp: str | None = None
     if why is not None:
         return None, why
     try:
-        return load_entry(cache_dir, shoe.id), None
+        return load_entry(cache_dir, shoe.id, meta["entries"][shoe.id]["fingerprint"]), None
     except UserError as exc:
         return None, f"teacher entry unusable ({exc})"
+
+
+def check_dataset(cache_dir: Path, meta: dict, shoes: list, data_root: Path) -> None:
+    """``UserError`` when the cache was not built from this dataset: it has entries, yet none of them was
+    made from the images of the shoe of its ID (another dataset's cache), or all are of the first format."""
+    entries = meta.get("entries") or {}
+    if not entries:
+        return
+    if not any("images" in e for e in entries.values()):
+        raise UserError(f"{cache_dir}: a teacher cache of the first format (no image fingerprints); rebuild it: "
+                        f"python -m engine cache build --data {data_root} --out {cache_dir}")
+    for shoe in shoes:
+        want = (entries.get(shoe.id) or {}).get("images")
+        try:
+            if want and shoe.view_paths and want == image_fingerprint(shoe.view_paths):
+                return
+        except OSError:
+            continue
+    raise UserError(f"{cache_dir}: this teacher cache was built from another dataset ({meta.get('data_root')}): "
+                    f"none of its {len(entries)} entries matches the images of {data_root}; build a cache for it "
+                    f"(python -m engine cache build --data {data_root} --out DIR) or choose its own cache")
 
 
 def _up_to_date(meta: dict, fp: str | None, cache_dir: Path, shoe, retry_failed: bool) -> bool:
     """Skip the shoe in a build: a usable entry (``entry_problem``), or a failure with the same
     fingerprint (unless ``retry_failed``)."""
     old = (meta.get("entries") or {}).get(shoe.id)
-    if not old or fp is None or old.get("fingerprint") != fp:
+    if not old or fp is None or old.get("fingerprint") != fp or "images" not in old:
         return False
     if old.get("status") == "failed":
         return not retry_failed
-    return entry_problem(cache_dir, meta, shoe, fp) is None
+    return usable_entry(cache_dir, meta, shoe, fp)[0] is not None  # the file is verified too (ID, fingerprint)
 
 
 def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hull", settings=None,
@@ -296,9 +250,9 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
     tset = {**model.fingerprint_settings(settings), **({"features": True} if store else {})}
     key = settings_key(teacher, tset)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    group = _dist_group(world_size)
+    group = shards.dist_group(world_size)
     meta = read_metadata(cache_dir) or {"entries": {}}
-    meta.update(teacher=teacher, settings=settings.to_dict(), teacher_settings=tset, config=key,
+    meta.update(format=FORMAT, teacher=teacher, settings=settings.to_dict(), teacher_settings=tset, config=key,
                 data_root=str(Path(data_root).resolve()), n_points=N_POINTS)
     mine = shoes[rank::world_size]
     meta_path = cache_dir / (METADATA if world_size == 1 else f"metadata.rank{rank}.json")
@@ -309,14 +263,14 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
     for i, shoe in enumerate(mine):
         ctx.check_cancelled()
         try:
-            fp = fingerprint(teacher, tset, shoe.view_paths)
+            fp, images = fingerprint(teacher, tset, shoe.view_paths), image_fingerprint(shoe.view_paths)
         except OSError:
-            fp = None
+            fp = images = None
         if _up_to_date(meta, fp, cache_dir, shoe, retry_failed):
             totals["skipped"] += 1
             ctx.progress((i + 1) / len(mine), f"{shoe.id}: up to date")
             continue
-        record = _build_one(model, settings, shoe, cache_dir, fp, key, store)
+        record = _build_one(model, settings, shoe, cache_dir, fp, key, store, images)
         shard["entries"][shoe.id] = record
         shard["updated"] = record["updated"]
         storage.write_json(meta_path, shard)  # after the entry file: a kill in between only redoes this shoe
@@ -329,56 +283,8 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
                     "cd_l1": record["cd_l1"], "fscore@1%": record["fscore@1%"]})
         ctx.progress((i + 1) / len(mine), f"{shoe.id}: {record['status']} ({record['seconds']:.2f} s)")
     totals["seconds"] = round(time.perf_counter() - t0, 3)
-    totals = _finish(cache_dir, group, rank, world_size, totals)
+    totals = shards.finish(cache_dir, group, rank, world_size, totals)
     return {**totals, "shoes": len(shoes), "cache_dir": str(cache_dir)}
-
-
-def _dist_group(world_size: int):
-    """A gloo process group for a sharded build (``None`` for one process); needs torchrun's env."""
-    if world_size <= 1:
-        return None
-    import datetime
-
-    import torch.distributed as dist
-
-    timeout = datetime.timedelta(hours=24)  # ranks wait for the slowest shard
-    try:
-        if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=timeout)
-            return dist.group.WORLD
-        return dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo", timeout=timeout)
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(f"a sharded cache build needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, "
-                        f"MASTER_PORT): {str(exc).splitlines()[0][:160]}") from None
-
-
-def _finish(cache_dir: Path, group, rank: int, world_size: int, totals: dict) -> dict:
-    """Sum totals over ranks; rank 0 merges the shards into metadata.json (and removes them)."""
-    if group is not None:
-        import torch
-        import torch.distributed as dist
-
-        counts = torch.tensor([totals[k] for k in ("done", "failed", "skipped", "bytes")], dtype=torch.float64)
-        dist.all_reduce(counts, group=group)  # also the barrier: every shard is written now
-        secs = torch.tensor([totals["seconds"]], dtype=torch.float64)
-        dist.all_reduce(secs, op=dist.ReduceOp.MAX, group=group)
-        totals = {k: int(v) for k, v in zip(("done", "failed", "skipped", "bytes"), counts.tolist())}
-        totals["seconds"] = float(secs[0])
-    if rank == 0:
-        shards = glob.glob(str(Path(cache_dir) / SHARD_GLOB))
-        if shards:
-            merged = read_metadata(cache_dir)
-            if group is not None:  # run-level fields from this run's rank-0 shard
-                merged.update({k: v for k, v in storage.read_json(Path(cache_dir) / "metadata.rank0.json").items()
-                               if k != "entries"})
-            storage.write_json(Path(cache_dir) / METADATA, merged)
-            for p in shards:
-                os.unlink(p)
-    if group is not None:
-        import torch.distributed as dist
-
-        dist.barrier(group=group)  # metadata.json is complete on every rank's return
-    return totals
 
 
 def cache_summary(cache_dir: Path) -> dict:
@@ -392,7 +298,8 @@ def cache_summary(cache_dir: Path) -> dict:
     if meta is None:
         raise UserError(f"{cache_dir}: no teacher cache here ({METADATA} not found)")
     entries = meta.get("entries") or {}
-    ok = {k: e for k, e in entries.items() if e.get("status") == "ok"}
+    bad = {k: why for k, e in entries.items() if e.get("status") == "ok" and (why := file_problem(cache_dir, k, e))}
+    ok = {k: e for k, e in entries.items() if e.get("status") == "ok" and k not in bad}
     cds = [e["cd_l1"] for e in ok.values() if e.get("cd_l1") is not None]
     fs = [e["fscore@1%"] for e in ok.values() if e.get("fscore@1%") is not None]
     size = sum(p.stat().st_size for p in cache_dir.iterdir() if p.is_file())
@@ -405,7 +312,7 @@ def cache_summary(cache_dir: Path) -> dict:
         "mean_cd_l1": round(sum(cds) / len(cds), 6) if cds else None,
         "mean_fscore@1%": round(sum(fs) / len(fs), 6) if fs else None,
         "mean_seconds": round(sum(e.get("seconds") or 0 for e in ok.values()) / len(ok), 4) if ok else None,
-        "failures": [{"id": k, "error": e.get("error")} for k, e in sorted(entries.items()) if e.get("status") != "ok"],
+        "failures": [{"id": k, "error": bad.get(k) or e.get("error")} for k, e in sorted(entries.items()) if k not in ok],
         "updated": meta.get("updated"),
     }
 

@@ -131,6 +131,30 @@ def _configs(folder: Path, train_cfg: dict) -> None:
     (folder / "train_not_json.json").write_text("{epochs: 3,")
 
 
+def _caches(paths: dict) -> None:
+    """Caches that do not fit: of the first format (no image fingerprints), and one whose shoe_000.pt is a
+    copy of shoe_001.pt (its recorded size made to match, so only the file's own ID can tell); and a second
+    dataset (same shoe IDs, other pictures) the sample's cache was not built from."""
+    from engine.data.sample_shoes import build_sample
+    from engine.jobs import NULL_CONTEXT
+
+    build_sample(NULL_CONTEXT, paths["data"] / "other", count=2, seed=7)
+    good = paths["cache"] / "sample-vh"
+    for name in ("old-format", "swapped"):
+        shutil.copytree(good, paths["cache"] / name)
+    meta_path = paths["cache"] / "old-format" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("format")
+    for entry in meta["entries"].values():
+        entry.pop("images")
+    meta_path.write_text(json.dumps(meta))
+    swapped = paths["cache"] / "swapped"
+    shutil.copy(swapped / "shoe_001.pt", swapped / "shoe_000.pt")
+    meta = json.loads((swapped / "metadata.json").read_text())
+    meta["entries"]["shoe_000"]["bytes"] = (swapped / "shoe_000.pt").stat().st_size
+    (swapped / "metadata.json").write_text(json.dumps(meta))
+
+
 def build_inputs(base: Path) -> dict:
     """Every bad file, a 2-shoe sample with its visual-hull cache, bad run folders; returns the paths."""
     from engine.cache import build_cache
@@ -147,6 +171,7 @@ def build_inputs(base: Path) -> dict:
     build_cache(NULL_CONTEXT, paths["sample"], paths["cache"] / "sample-vh", settings=TeacherSettings(preset="fast"))
     train_cfg = {"data": str(paths["sample"]), "baseline": True, "epochs": 1, "batch_size": 1, "n_points": 300,
                  "target_points": 300, "val_fraction": 0.0, "max_nan_steps": 2, "checkpoint_every": 0, "student": TINY}
+    _caches(paths)
     _broken_dataset(paths["sample"], paths["broken"])
     _images(paths["images"], paths["sample"])
     _checkpoints(paths["ckpts"], paths["marker"], train_cfg)
@@ -222,8 +247,8 @@ CASES: list[Case] = [
     _photo("one.png", r"image too small \(1x1"),
     _photo("huge.png", r"image too large \(6000x6000"),
     _photo("bomb.png", r"unreadable image \(.*decompression bomb"),
-    _photo("busy.png", r"cannot find a plain background in .*busy\.png"),
-    _photo("transparent.png", r"transparent\.png: no object found \(the mask is empty\)"),
+    _photo("busy.png", r"busy\.png: no subject found \(nothing stands out from the background"),
+    _photo("transparent.png", r"transparent\.png: no subject found \(its transparency is empty"),
     _photo("text.png", r"text\.png: unreadable image \(cannot identify image file"),
     _photo("empty.png", r"empty\.png: empty file"),
     _photo("truncated.png", r"truncated\.png: unreadable image"),
@@ -304,6 +329,18 @@ CASES: list[Case] = [
          ui=("/build_cache", ("nope", "visual-hull", "fast", 0, ""))),
     Case("missing-dataset-train", r"nope: dataset folder not found",
          cli=[*TRAIN, *_cfg("train_ok"), "--data", "{data}/nope"], ui=_train_ui(dataset="nope")),
+    # a cache that is not this dataset's, of the first format, or with an entry file swapped for another's
+    Case("cache-of-another-dataset", r"sample-vh: this teacher cache was built from another dataset \(.*/sample\): "
+         r"none of its 2 entries matches the images of .*/other; build a cache for it",
+         cli=[*TRAIN, "--data", "{data}/other", "--cache", "{cache}/sample-vh", "--epochs", "1"],
+         ui=_train_ui(dataset="other")),
+    Case("cache-first-format", r"old-format: a teacher cache of the first format \(no image fingerprints\); "
+         r"rebuild it: python -m engine cache build --data .*/sample --out .*/old-format",
+         cli=[*TRAIN, "--data", "{sample}", "--cache", "{cache}/old-format", "--epochs", "1"],
+         ui=_train_ui(cache="old-format")),
+    Case("cache-swapped-entry", r"shoe_000: shoe_000\.pt: holds the teacher entry of 'shoe_001', not 'shoe_000' "
+         r"\(a file copied over another\); rebuild the cache", cli=["cache", "show", "{cache}/swapped"], cli_rc=0,
+         ui=("/cache_summary", ("swapped",)), ui_expect=r"shoe_000\.pt: holds the teacher entry of 'shoe_001'"),
     Case("missing-cache", r"nocache: no teacher cache here",
          cli=[*TRAIN, "--data", "{sample}", "--cache", "{cache}/nocache"],
          ui=_train_ui(cache="nocache")),

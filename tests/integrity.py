@@ -33,7 +33,7 @@ def check_cache(cache_dir: Path) -> dict:
     files = sorted(cache_dir.glob("*.pt"))
     for f in files:
         raw = torch.load(f, weights_only=True)
-        assert sorted(raw) == ["faces", "normals", "points", "vertices"], f
+        assert sorted(raw) == ["faces", "fingerprint", "normals", "points", "shoe_id", "vertices"], f
         load_entry(cache_dir, f.stem)
     meta = read_metadata(cache_dir) or {"entries": {}}
     ok = {sid: e for sid, e in meta["entries"].items() if e.get("status") == "ok"}

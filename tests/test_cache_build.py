@@ -45,7 +45,7 @@ def test_build_load_and_skip(sample, tmp_path):
     assert totals["bytes"] == sum(p.stat().st_size for p in cache.glob("*.pt"))
     for sid in ("shoe_000", "shoe_001", "shoe_002", "photo_only"):
         raw = torch.load(cache / f"{sid}.pt", weights_only=True)
-        assert sorted(raw) == ["faces", "normals", "points", "vertices"]
+        assert sorted(raw) == ["faces", "fingerprint", "normals", "points", "shoe_id", "vertices"]
         e = load_entry(cache, sid)
         assert e["points"].shape == (N_POINTS, 3) and e["normals"].dtype == torch.float32
         assert e["faces"].dtype == torch.int64 and e["vertices"].shape[1] == 3

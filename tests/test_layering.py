@@ -85,8 +85,11 @@ TOP = ("workflows", "jobs", "cli")  # beside the pipeline, above it: they may im
 
 
 def _step(name: str) -> str | None:
+    """The pipeline step of an engine module; ``engine/<step>_<part>.py`` (``cache_entry``) belongs to <step>."""
     parts = name.split(".")
-    return parts[1] if len(parts) > 1 and parts[0] == "engine" else None
+    if len(parts) < 2 or parts[0] != "engine":
+        return None
+    return next((step for step in PIPELINE if parts[1].startswith(step + "_")), parts[1])
 
 
 @pytest.mark.parametrize("package", PIPELINE)
@@ -95,7 +98,8 @@ def test_pipeline_arrows_run_one_way(package):
     engine/evaluate: export uses the students' trained-run reader and the metrics' conventions)."""
     later = set(PIPELINE[PIPELINE.index(package) + 1:]) | set(TOP)
     folder = f"engine/{package}" if (ROOT / "engine" / package).is_dir() else None
-    paths = _modules(folder) if folder else [ROOT / "engine" / f"{package}.py"]
+    paths = _modules(folder) if folder else [ROOT / "engine" / f"{package}.py",
+                                              *sorted((ROOT / "engine").glob(f"{package}_*.py"))]
     bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in paths for line, name in _imports(p)
            if _step(name) in later]
     assert bad == []

@@ -193,7 +193,8 @@ def _prepare(ctx, cfg: dict, rank: int) -> tuple[ShoeSet, ShoeSet, dict, dict]:
         f"val {len(val)} (GT shoes only)")
     if not cfg["baseline"]:
         log(f"train: {len(train) - t_only - g_only} with teacher + GT, {t_only} photo-only (teacher term alone, "
-            f"alpha = 1), {g_only} GT-only because the teacher entry failed (GT term alone, alpha = 0)")
+            f"alpha = 1), {g_only} GT-only without a usable teacher entry (GT term alone, alpha = 0; why is "
+            "logged per shoe above)")
     return train, val, {"train": list(train.ids), "val": list(val.ids)}, counts
 
 

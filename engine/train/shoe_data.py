@@ -113,9 +113,10 @@ def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, ta
     never a silent zero term.
     Returns ``(shoes, counts)`` with counts ``{total, used, both, teacher_only, gt_only, skipped,
     photo_only_left_out}``.
-    ``UserError`` when the dataset or the cache is missing, or no shoe is usable.
+    ``UserError`` when the dataset or the cache is missing, the cache was built from another dataset
+    (``engine.cache.check_dataset``), or no shoe is usable.
     """
-    from engine.cache import read_metadata
+    from engine.cache import check_dataset, read_metadata
     from engine.data.layout import list_shoes
 
     shoes = list_shoes(Path(data_root))
@@ -124,6 +125,7 @@ def load_shoes(ctx, data_root: Path, cache_dir: Path | None, image_size: int, ta
         meta = read_metadata(Path(cache_dir))
         if meta is None:
             raise UserError(f"{cache_dir}: no teacher cache here (metadata.json not found); build it first")
+        check_dataset(Path(cache_dir), meta, shoes, Path(data_root))  # another dataset's cache is an error
     else:
         cache_dir = None
     gt_points = max(int(target_points), int(val_points))
