@@ -243,7 +243,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this pid exists (a positive int; anything else is not alive)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -265,7 +266,7 @@ def effective_status(status: dict[str, Any], live_ids: set[str] | None = None) -
     if status.get("state") in ACTIVE_STATES:
         pid = status.get("pid")
         mine = pid == os.getpid()
-        if (mine and live_ids is not None and status.get("run_id") not in live_ids) or (not mine and not _pid_alive(pid)):
+        if (mine and live_ids is not None and status.get("run_id") not in live_ids) or (not mine and not pid_alive(pid)):
             status["state"] = "interrupted"
             status["message"] = "interrupted: the process running it stopped (resume where supported)"
     return status

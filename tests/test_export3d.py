@@ -204,3 +204,23 @@ def test_export_cli_end_to_end(trained, tmp_path, capsys):
     assert json.loads((out / "export.json").read_text())["int8"] is None
     code, _, err = cli(["export", "--run", "no-such-run", "--runs", run.parent], capsys)
     assert code == 2 and err.strip().startswith("error: ") and "no such run" in err
+    exports = [r for r in runs.list_runs(run.parent) if r["kind"] == "export"]  # the Runs tab lists them
+    assert [r["state"] for r in exports] == ["succeeded", "succeeded"]
+
+
+def test_an_export_killed_midway_leaves_no_int8_work_folder(trained, tmp_path):
+    """A SIGKILL during quantisation leaves ``.int8-<pid>-*/``; the next export removes it (and one of the
+    first naming), never the work folder of a quantisation still running."""
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "export"
+    left = [out / f".int8-{dead.pid}-k1ll3d", out / ".int8-abc123"]
+    live = out / f".int8-{os.getpid()}-running"
+    for folder in (*left, live):
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"half a model")
+    export_student(NULL_CONTEXT, trained["run"], out_dir=out, int8=True, threads=1, repeats=1, rounds=1)
+    assert [p.name for p in out.glob(".int8-*")] == [live.name]

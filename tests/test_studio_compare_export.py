@@ -172,6 +172,8 @@ def test_export_tab_exports_measures_and_runs_the_onnx_student(trained, client):
     out = run_and_poll(client, "/export_run", "/export_poll", (run_id, "best", True, 1))
     bar, parity, latency, summary, files = out[:5]
     assert "succeeded" in bar, bar
+    rows = client.predict(api_name="/list_runs")["data"]  # the export is a run: the Runs tab lists it
+    assert any(r[1] == "export" and r[2] == "succeeded" for r in rows), rows
     assert parity["headers"][:2] == ["model", "inputs"] and all(r[-1] == "yes" for r in parity["data"])
     err = parity["headers"].index("max_abs_err")  # errors of 1e-7 in scientific notation, never rounded to 0
     assert all(re.fullmatch(r"\d\.\d\de[-+]\d\d", r[err]) for r in parity["data"]), parity["data"]

@@ -5,7 +5,8 @@
 
 Writes ``student.onnx``, ``student.faces.json``, ``student.json`` (and ``student.int8.onnx`` with
 ``--int8``) plus ``export.json`` / ``export.md`` into ``--out`` (default ``runs/<id>/export/``) and prints
-the tables. Latency uses ``--threads`` threads for torch and ONNX Runtime alike. See
+the tables. The export itself is a run (kind ``export``, its own folder in the runs root), as in the
+studio, so the Runs tab lists it. Latency uses ``--threads`` threads for torch and ONNX Runtime alike. See
 ``engine.export.mesh_student``.
 """
 from __future__ import annotations
@@ -18,13 +19,18 @@ from pathlib import Path
 
 def _export(args: argparse.Namespace) -> int:
     from engine import runs
-    from engine.cli import CliProgress
-    from engine.export.mesh_student import TOLERANCE, export_student
+    from engine.cli import CliProgress, recorded_run
+    from engine.config import UserError
+    from engine.export.mesh_student import EXPORT_KIND, TOLERANCE, export_student
 
     root = Path(args.runs).resolve() if args.runs else None
     run_dir = runs.run_dir(args.run, root)
-    report = export_student(CliProgress(quiet=args.quiet), run_dir, out_dir=Path(args.out) if args.out else None,
-                            int8=args.int8, checkpoint=args.checkpoint, threads=args.threads)
+    opts = {"out_dir": Path(args.out) if args.out else None, "int8": args.int8, "checkpoint": args.checkpoint,
+            "threads": args.threads}
+    if not run_dir.is_dir():  # checked before an export run is recorded for it
+        raise UserError(f"{run_dir}: no such run folder")
+    job = runs.create_run(EXPORT_KIND, {"run": args.run, **opts, "out_dir": args.out}, root=root)  # the Runs tab
+    report = recorded_run(CliProgress(quiet=args.quiet, run_dir=job), lambda ctx: export_student(ctx, run_dir, **opts))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import statistics
 import tempfile
@@ -46,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine import storage
+from engine import runs, storage
 from engine.config import UserError
 from engine.export.onnx_tools import (compact_model, export_onnx, latency_ort, latency_torch, ort_session,
                                       run_ort)
@@ -61,6 +62,7 @@ TOLERANCE = 1e-4  # max abs error (world units) the FP32 export must stay within
 PARITY_BATCHES = (1, 3)
 RANDOM_SEED = 0
 EXPORT_DIR = "export"  # default out_dir inside the run folder
+EXPORT_KIND = "export"  # the run kind of an export job (CLI and studio): it shows in the Runs tab
 REPORT_NAME = "export.json"
 # column order of the report's row tables (export.json stores rows with sorted keys)
 PARITY_COLUMNS = ("model", "inputs", "batch", "samples", "max_abs_err", "cd_l1", "tolerance", "ok")
@@ -138,7 +140,8 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
 
     root = logging.getLogger()
     level = root.level
-    tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=Path(out_path).parent))
+    sweep_int8_temps(Path(out_path).parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".int8-{os.getpid()}-", dir=Path(out_path).parent))
     try:
         root.setLevel(logging.ERROR)  # its "consider pre-processing" notice is not the user's business
         quantize_dynamic(str(onnx_path), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
@@ -148,6 +151,19 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
     finally:
         root.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sweep_int8_temps(folder: Path) -> list[Path]:
+    """Remove the ``.int8-<pid>-*`` work folders of quantisations whose process is gone (an export killed
+    midway) and those of the first naming (``.int8-<random>``); a live process's folder is left alone.
+    Returns the removed folders."""
+    removed = []
+    for tmp in Path(folder).glob(".int8-*"):
+        pid = tmp.name.split("-")[1]
+        if tmp.is_dir() and not (pid.isdigit() and runs.pid_alive(int(pid))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def int8_report(ctx, fp32_session, int8_session, fp32_path: Path, int8_path: Path, views: torch.Tensor | None,

@@ -9,9 +9,10 @@ import gradio as gr
 from engine import runs, storage
 from engine.config import UserError
 from engine.evaluate.compare import compare_photos
-from engine.export.mesh_student import EXPORT_DIR, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME, export_student
+from engine.export.mesh_student import (EXPORT_DIR, EXPORT_KIND, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME,
+                                        export_student)
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import photo_upload, poll_finished, refused, run_picker, start_job
+from studio.components import job_state, photo_upload, poll_finished, progress_html, refused, run_picker, start_job
 from studio.context import Studio
 
 
@@ -117,12 +118,14 @@ def build(studio: Studio) -> None:
         return start_job(studio.runner, fn, "export" if what == "export" else f"export-{what}", what, **kwargs)
 
     def start_export(run_id, which, with_int8, n_threads):
-        try:
+        try:  # an export is a run of its own (kind "export"): listed in the Runs tab with its log
             run_dir = runs.run_dir(run_id or "", studio.runs_root)
-        except UserError as exc:
+            args = {"int8": bool(with_int8), "checkpoint": which, "threads": int(n_threads or 1)}
+            job_id = studio.runner.submit(export_student, kind=EXPORT_KIND, run_config={"run": run_id, **args},
+                                          run_dir=run_dir, **args)
+        except (UserError, ValueError, TypeError) as exc:
             return refused(exc)
-        return submit("export", export_student, run_dir=run_dir, int8=bool(with_int8), checkpoint=which,
-                      threads=int(n_threads or 1))
+        return job_state(job_id, "export"), progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
 
     def start_try(run_id, which_model, *photos):
         report = existing_report(studio, run_id)
