@@ -249,7 +249,7 @@ def build_cache(ctx, data_root: Path, cache_dir: Path, teacher: str = "visual-hu
     store = bool(features and getattr(model, "has_features", False))
     tset = {**model.fingerprint_settings(settings), **({"features": True} if store else {})}
     key = settings_key(teacher, tset)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(cache_dir)
     group = shards.dist_group(world_size)
     meta = read_metadata(cache_dir) or {"entries": {}}
     meta.update(format=FORMAT, teacher=teacher, settings=settings.to_dict(), teacher_settings=tset, config=key,

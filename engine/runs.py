@@ -52,7 +52,13 @@ def create_run(kind: str, config: dict[str, Any], root: Path | None = None, run_
     """Make a new run folder with ``config.json`` and a ``queued`` status; returns its path."""
     run_id = run_id or new_run_id(kind)
     path = run_dir(run_id, root)
-    path.mkdir(parents=True, exist_ok=False)
+    storage.make_dirs(path.parent)  # a read-only runs folder: one line naming it
+    try:
+        path.mkdir(exist_ok=False)
+    except OSError as exc:
+        if exc.errno in storage.NOT_WRITABLE_ERRNOS:
+            raise storage.not_writable(path.parent, exc) from None
+        raise
     storage.write_json(path / "config.json", {"kind": kind, **config} if "kind" not in config else config)
     write_status(path, run_id=run_id, kind=kind, state="queued", progress=0.0, message="queued",
                  created=time.time(), pid=os.getpid())

@@ -4,7 +4,8 @@ Every write goes to a temporary file in the same folder, is flushed and fsynced,
 target with ``os.replace`` — a reader (or a process restarted after SIGKILL) sees the old file or the
 new one, never half of one. Checkpoints and caches are loaded with ``torch.load(weights_only=True)``.
 A full disk (``ENOSPC`` / ``EDQUOT``) during a write is a ``DiskFull`` error (a ``UserError``) naming the
-file; the temporary file is removed and the previous version of the target is kept.
+file; the temporary file is removed and the previous version of the target is kept. A read-only or
+foreign folder (``EACCES`` / ``EPERM`` / ``EROFS``) is a ``NotWritable`` error naming the folder.
 """
 from __future__ import annotations
 
@@ -19,10 +20,33 @@ from typing import Any, Callable
 from engine.config import UserError
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class DiskFull(UserError):
     """No space left (or quota exceeded) while writing a file: free space and run the job again."""
+
+
+class NotWritable(UserError):
+    """A folder the job must write into is read-only or not ours (``EACCES`` / ``EPERM`` / ``EROFS``)."""
+
+
+def not_writable(path: Path, exc: OSError) -> NotWritable:
+    """The one-line error for a write refused by the file system at ``path`` (a folder or a file)."""
+    return NotWritable(f"cannot write to {path} ({os.strerror(exc.errno)}); make the folder writable or choose "
+                       "another one")
+
+
+def make_dirs(path: Path) -> Path:
+    """``mkdir -p``; a read-only or foreign parent is a ``NotWritable`` error naming the folder."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in NOT_WRITABLE_ERRNOS:
+            raise not_writable(path, exc) from None
+        raise
+    return path
 
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
@@ -46,6 +70,8 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
             raise DiskFull(f"no space left on the device while writing {path} ({os.strerror(exc.errno)}); "
                            "free some space and run it again (files written before are kept)") from None
+        if isinstance(exc, OSError) and exc.errno in NOT_WRITABLE_ERRNOS:
+            raise not_writable(path.parent, exc) from None
         raise
     return path
 

@@ -247,8 +247,8 @@ CASES: list[Case] = [
     _photo("one.png", r"image too small \(1x1"),
     _photo("huge.png", r"image too large \(6000x6000"),
     _photo("bomb.png", r"unreadable image \(.*decompression bomb"),
-    _photo("busy.png", r"busy\.png: no subject found \(nothing stands out from the background"),
-    _photo("transparent.png", r"transparent\.png: no subject found \(its transparency is empty"),
+    _photo("busy.png", r"busy\.png\)?: no subject found \(nothing stands out from the background"),
+    _photo("transparent.png", r"transparent\.png\)?: no subject found \(its transparency is empty"),
     _photo("text.png", r"text\.png: unreadable image \(cannot identify image file"),
     _photo("empty.png", r"empty\.png: empty file"),
     _photo("truncated.png", r"truncated\.png: unreadable image"),
@@ -360,6 +360,12 @@ CASES: list[Case] = [
          cli=["cache", "build", "--data", "{sample}", "--out", "{cache}/full-cli", "--preset", "fast"],
          ui=("/build_cache", ("sample", "visual-hull", "fast", 0, "full-ui")), fault="disk-full",
          check=_cache_kept_one_entry("full")),
+    # a read-only runs folder (training) or cache folder (cache build)
+    Case("runs-read-only", r"cannot write to .*runs \(Read-only file system\); make the folder writable",
+         cli=[*TRAIN, *_cfg("train_ok")], ui=_train_ui(), fault="read-only-runs"),
+    Case("cache-read-only", r"cannot write to .*cache/ro-(cli|ui) \(Read-only file system\); make the folder writable",
+         cli=["cache", "build", "--data", "{sample}", "--out", "{cache}/ro-cli", "--preset", "fast"],
+         ui=("/build_cache", ("sample", "visual-hull", "fast", 0, "ro-ui")), fault="read-only-cache"),
     # ... and while appending a training run's history (a plain append, not an atomic write)
     Case("disk-full-history", r"no space left on the device", cli=[*TRAIN, *_cfg("train_ok")], ui=_train_ui(),
          ui_expect=r"No space left on device",

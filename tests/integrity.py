@@ -83,3 +83,38 @@ def disk_full(monkeypatch, match: str = ".pt.", after: int = 0, temp_only: bool 
     with monkeypatch.context() as m:
         m.setattr(os, "fsync", fsync)
         yield seen
+
+
+@contextlib.contextmanager
+def read_only(monkeypatch, folder: Path):
+    """Simulate a read-only ``folder`` (the tests run as root, whom chmod does not stop): creating a folder
+    or opening a file for writing under it fails with ``EROFS``, as on a read-only mount."""
+    import builtins
+
+    folder = str(Path(folder).resolve())
+    real_mkdir, real_open, real_builtin_open = os.mkdir, os.open, builtins.open
+
+    def inside(path) -> bool:
+        try:
+            return os.path.abspath(os.fspath(path)).startswith(folder + os.sep) or os.path.abspath(path) == folder
+        except TypeError:
+            return False
+
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+
+    def mkdir(path, *a, **k):
+        return refuse(path) if inside(path) else real_mkdir(path, *a, **k)
+
+    def os_open(path, flags, *a, **k):
+        writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        return refuse(path) if writing and inside(path) else real_open(path, flags, *a, **k)
+
+    def builtin_open(path, mode="r", *a, **k):
+        return refuse(path) if any(c in mode for c in "wax+") and inside(path) else real_builtin_open(path, mode, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "mkdir", mkdir)
+        m.setattr(os, "open", os_open)
+        m.setattr(builtins, "open", builtin_open)
+        yield

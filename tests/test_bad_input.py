@@ -26,7 +26,7 @@ from engine.cli import main
 from engine.jobs import NULL_CONTEXT
 from tests.bad_inputs import CASES, Case, build_inputs
 from tests.conftest import served_studio
-from tests.integrity import check_cache, disk_full
+from tests.integrity import check_cache, disk_full, read_only
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADIO_CRASH = "has raised an exception"
@@ -58,8 +58,9 @@ def fill(value, paths: dict):
 
 
 @contextlib.contextmanager
-def condition(case: Case, monkeypatch):
-    """The fault a case needs: NaN student output (``nan``) or a full disk for cache entries (``disk-full``)."""
+def condition(case: Case, monkeypatch, paths: dict):
+    """The fault a case needs: NaN student output (``nan``), a full disk for cache entries (``disk-full``) or
+    the history (``disk-full-history``), a read-only runs or cache root (``read-only-runs`` / ``-cache``)."""
     if case.fault == "nan":
         from engine.students.mesh_student import MeshStudent
 
@@ -71,6 +72,9 @@ def condition(case: Case, monkeypatch):
             yield
     elif case.fault == "disk-full-history":
         with disk_full(monkeypatch, match="history.jsonl", after=0, temp_only=False):
+            yield
+    elif case.fault and case.fault.startswith("read-only-"):
+        with read_only(monkeypatch, paths[case.fault.split("-")[-1]]):
             yield
     else:
         yield
@@ -96,7 +100,7 @@ def test_the_suite_is_big_enough():
 def test_cli_answers_with_one_clear_line(case: Case, env, monkeypatch):
     paths = env["paths"]
     argv = [fill(a, paths) for a in case.cli]
-    with condition(case, monkeypatch):
+    with condition(case, monkeypatch, paths):
         rc, out, err = run_cli(argv)  # anything but a UserError would raise out of main() here
     assert "Traceback" not in out + err
     if case.cli_rc == 2:
@@ -140,7 +144,7 @@ def studio_answer(env, api_name: str, args: tuple) -> str:
 @pytest.mark.parametrize("case", UI_CASES, ids=[c.id for c in UI_CASES])
 def test_studio_answers_with_a_clear_message(case: Case, env, monkeypatch):
     api_name, args = case.ui
-    with condition(case, monkeypatch):
+    with condition(case, monkeypatch, env["paths"]):
         shown = studio_answer(env, api_name, tuple(fill(a, env["paths"]) for a in args))
     assert re.search(case.ui_expect or case.expect, shown), shown[:2000]
     assert "Traceback" not in shown

@@ -157,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(("\n" if _bar_open else "") + f"error: {exc}", file=sys.stderr)  # on a line of its own
         return 2
-    except OSError as exc:  # a full disk outside engine.storage (history / log appends) is a user matter too
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        print(("\n" if _bar_open else "") + f"error: no space left on the device ({os.strerror(exc.errno)}); "
-              "free some space and run it again", file=sys.stderr)
-        return 2
+    except OSError as exc:  # a full disk or a read-only folder outside engine.storage (history / log appends)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(("\n" if _bar_open else "") + f"error: no space left on the device ({os.strerror(exc.errno)}); "
+                  "free some space and run it again", file=sys.stderr)
+            return 2
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+            print(("\n" if _bar_open else "") + f"error: {exc.filename}: {os.strerror(exc.errno)}; check the "
+                  "folder's permissions (or choose another one)", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
