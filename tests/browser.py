@@ -177,3 +177,35 @@ def plot_points(page, selector: str) -> int:
     return page.evaluate(
         "sel => { const d = document.querySelector(sel + ' .js-plotly-plot');"
         " return d && d.data && d.data.length ? d.data[0].x.length : 0; }", selector)
+
+
+def pick_option(page, selector: str, text: str) -> str:
+    """Open the Gradio dropdown in ``selector`` as a user does (no typing) and click the first choice whose
+    text contains ``text``; returns that choice's text. Fails when no such choice is listed."""
+    page.locator(f"{selector} input").first.click()
+    option = page.locator(f"{selector} li", has_text=text).first
+    option.wait_for(timeout=15_000)
+    label = option.inner_text()
+    option.click()
+    return label
+
+
+def input_cut_off(page, selector: str) -> bool:
+    """Whether the text in the input of ``selector`` is wider than the box shows."""
+    return page.evaluate("sel => { const i = document.querySelector(sel + ' input');"
+                         " return i.scrollWidth > i.clientWidth + 1; }", selector)
+
+
+def plot_overlaps(page, selector: str) -> list[str]:
+    """Legends of the plotly figure in ``selector`` that overlap one of its axis or figure titles (their
+    screen boxes intersect): ``["legend2 / xtitle", ...]``; empty when every legend is clear."""
+    return page.evaluate(
+        """sel => { const d = document.querySelector(sel + ' .js-plotly-plot'); if (!d) return ['no plot'];
+        const box = e => e.getBoundingClientRect(), hit = (a, b) => a.left < b.right && b.left < a.right &&
+          a.top < b.bottom && b.top < a.bottom;
+        const legends = [...d.querySelectorAll('.infolayer > g[class^=legend]')];
+        const titles = [...d.querySelectorAll('.infolayer text[class$=title]')].filter(t => t.textContent);
+        const out = [];
+        for (const l of legends) for (const t of titles) if (hit(box(l), box(t)))
+          out.push(l.getAttribute('class') + ' / ' + t.getAttribute('class'));
+        return out; }""", selector)

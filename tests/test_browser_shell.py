@@ -1,4 +1,5 @@
-"""Real browser: every tab opens; the Runs tab shows a run written by the CLI side of the engine."""
+"""Real browser: every tab opens; the Runs tab shows a run written by the CLI side of the engine, and the reply
+to Cancel outlives the table's 2 s refresh."""
 from __future__ import annotations
 
 import pytest
@@ -34,3 +35,8 @@ def test_every_tab_opens_and_runs_tab_lists_runs(roots):
         table.get_by_text(done.name).click()
         page.locator("#runs-plot .js-plotly-plot").wait_for(timeout=15_000)
         assert page.locator("#runs-plot .scatterlayer .trace").count() >= 1
+        page.locator("#runs-cancel").click()  # its reply stays readable through the 2 s refreshes
+        reply = page.locator("#runs-cancel-note", has_text="nothing to cancel")
+        reply.wait_for(timeout=10_000)
+        page.wait_for_timeout(4500)
+        assert reply.is_visible(), page.locator("#runs-cancel-note").inner_text()

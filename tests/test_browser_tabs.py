@@ -11,7 +11,8 @@ import pytest
 
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT
-from tests.browser import (browser_page, canvas_painted, choose, open_tab, plot_points, require_chromium, set_number,
+from tests.browser import (browser_page, canvas_painted, canvas_png, choose, input_cut_off, open_tab, painted_extent,
+                           painted_pixels, pick_option, plot_overlaps, plot_points, require_chromium, set_number,
                            studio_process, wait_state, watch_percents, watched_percents)
 from tests.conftest import free_port, make_roots
 
@@ -55,6 +56,9 @@ def test_teacher_preview_and_photo_uploads(studio_url):
         page.locator("#teacher-generate").click()
         wait_state(page, "#teacher-progress")
         assert canvas_painted(page, "#teacher-model") > 2000
+        assert "all four" in page.locator("#teacher-views").inner_text()
+        page.get_by_role("button", name="Prepare download").click()
+        page.locator("#teacher-download a").first.wait_for(timeout=30_000)  # the dataset shoe's mesh file
         # uploaded photos: a good one gives a mesh, a bad one a clear message
         page.get_by_role("tab", name="Upload photos").first.click()
         page.locator("#teacher-upload-front input[type=file]").set_input_files(str(front))
@@ -62,6 +66,9 @@ def test_teacher_preview_and_photo_uploads(studio_url):
         page.locator("#teacher-generate").click()
         wait_state(page, "#teacher-progress")
         assert canvas_painted(page, "#teacher-model") > 2000
+        assert page.locator("#teacher-download a").count() == 0, "the previous mesh's download is still offered"
+        views = page.locator("#teacher-views").inner_text()  # one photo: said plainly next to the result
+        assert "1 of 4" in views and "slab" in views and "several views" in views, views
         page.reload()  # a fresh form, as a user starting over
         open_tab(page, url, "Teacher")
         page.get_by_role("tab", name="Upload photos").first.click()
@@ -103,20 +110,28 @@ def test_3d_pipeline_cache_train_compare_export(studio_url):
             page.wait_for_timeout(500)
         growing = sorted(set(c for c in counts if c))
         assert len(growing) >= 2, f"the loss plot did not gain points while training ran: {counts[-20:]}"
-        assert "student" in page.locator("#train-comparison").inner_text()
+        comparison = page.locator("#train-comparison").inner_text()
+        assert "student" in comparison and "baseline row missing" in comparison  # and why it is missing
+        for plot in ("#train-loss-plot", "#train-epoch-plot"):  # legends clear of the axis titles
+            assert plot_overlaps(page, plot) == [], (plot, plot_overlaps(page, plot))
 
-        open_tab(page, url, "Compare")
-        page.get_by_role("button", name="↻ runs").first.click()
+        open_tab(page, url, "Compare")  # the run trained above is listed without asking for a refresh
         run_id = sorted(p.name for p in roots["runs"].iterdir() if (p / "checkpoints" / "best.pt").is_file())[0]
-        choose(page, "#compare-run", run_id)
+        label = pick_option(page, "#compare-run", run_id)
+        assert "student" in label and "12/12 ep" in label and "val CD-L1" in label, label
+        assert not input_cut_off(page, "#compare-run"), "the run's ID is cut off in the picker"
         page.wait_for_timeout(1000)
         val = [r["id"] for r in json.loads((roots["runs"] / run_id / "evaluation.json").read_text())["rows"]]
         first = next(sid for sid in ("shoe_000", "shoe_001", "shoe_002") if sid not in val)  # a training shoe
         choose(page, "#compare-shoe", first)
         page.locator("#compare-go").click()
         wait_state(page, "#compare-progress")
-        for name in ("teacher", "student", "gt"):
-            assert canvas_painted(page, f"#compare-{name}") > 1000, name
+        widths = {}
+        for name in ("teacher", "student", "gt"):  # rendered, and framed: the shoe fills most of each viewer
+            png = canvas_png(page, f"#compare-{name}")
+            widths[name] = painted_extent(png)[0]
+            assert painted_pixels(png) > 1000, name
+        assert min(widths.values()) > 0.6 and max(widths.values()) - min(widths.values()) < 0.2, widths
         assert "cd_l1" in page.locator("#compare-metrics").inner_text()
         # the run was evaluated when training finished: its worst shoe opens with one click
         worst = val[0]  # evaluation.json lists the val shoes worst first, as the table does
@@ -129,7 +144,7 @@ def test_3d_pipeline_cache_train_compare_export(studio_url):
         assert "val split" in page.locator("#compare-notes").inner_text()
 
         open_tab(page, url, "Export")
-        choose(page, "#export-run", run_id)
+        pick_option(page, "#export-run", run_id)
         page.locator("#export-go").click()
         wait_state(page, "#export-progress", timeout=300)
         link = page.locator("#export-files a[download='student.onnx']").first

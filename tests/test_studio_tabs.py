@@ -91,3 +91,47 @@ def test_train3d_tab_trains_student_and_baseline_then_evaluates(app):
     ev = [j for j in studio.runner.jobs() if j["kind"] == "evaluate"][-1]
     assert ev["state"] == "succeeded", ev["error"]
     assert (roots["runs"] / main / "evaluation.json").is_file()
+
+
+def test_train3d_stop_then_resume_keeps_the_baseline_and_names_each_run_on_the_bar(app):
+    """Issue 14 items 1-2: Stop during the student, the table says the baseline row is missing and why;
+    Resume trains both (the table comes back with its baseline row); the one bar names the run it shows."""
+    client, studio, roots = app
+    if not (roots["cache"] / "sample-visual-hull-fast").is_dir():
+        client.predict("sample", "visual-hull", "fast", 0, "", api_name="/build_cache")
+        wait_idle(studio)
+    client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 6, 1e-3, 2, 2.0, 1.0, 4, 1, True, 0.0,
+                   api_name="/train_start")
+    main = [j for j in studio.runner.jobs() if j["kind"] == "train3d"][-1]["id"]
+    messages = set()
+
+    def watch(until, timeout=240):
+        end = time.time() + timeout
+        while time.time() < end:
+            snap = studio.runner.get(main)
+            messages.add(snap["message"].split(" · ")[0])
+            if until(snap):
+                return snap
+            time.sleep(0.05)
+        raise AssertionError(f"{main}: {studio.runner.get(main)}")
+
+    watch(lambda s: "epoch 2/" in s["message"])  # the student's second epoch
+    studio.runner.cancel(main)  # what Stop does with the tab's job state (which a client cannot send)
+    assert watch(lambda s: s["state"] != "running")["state"] == "cancelled"
+    table = json.dumps(client.predict(None, main, api_name="/train_poll"))  # the run picked: its table
+    assert "baseline row missing" in table and "Resume" in table and "was stopped" in table, table
+    assert "| baseline |" not in table
+    client.predict(main, api_name="/train_resume")
+    watch(lambda s: s["state"] in ("succeeded", "failed"), timeout=300)
+    assert studio.runner.get(main)["state"] == "succeeded", studio.runner.get(main)["error"]
+    table = json.dumps(client.predict(None, main, api_name="/train_poll"))
+    assert "| baseline |" in table and "| teacher |" in table and "missing" not in table, table
+    assert {"1 of 2 student", "2 of 2 baseline"} <= messages and any(m.startswith("evaluating") for m in messages)
+    rows = {r["id"]: r for r in studio_runs(studio)}
+    assert rows[f"{main}-baseline"]["state"] == "succeeded"
+
+
+def studio_runs(studio):
+    from engine import runs
+
+    return runs.list_runs(studio.runs_root, studio.runner.live_ids())
