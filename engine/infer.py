@@ -1,11 +1,11 @@
 """Inference with a trained 3D student on photos: 1-4 shoe photos in, a mesh file out (``engine infer``).
 
 * ``views_from_photos(photos, image_size)``: ``{view name: path | PIL image | array | None}`` -> uint8
-  (4, 4, S, S) in ``camera.VIEW_NAMES`` order (front, left, back, right), RGBA. Each photo goes through
-  ``engine.data.photos`` (an RGB photo on a plain backdrop gets its mask from the backdrop; a busy
-  background, an unreadable or tiny file is a ``UserError`` naming it) and the views are stacked by
-  ``engine.data.views.stack_views`` — the exact preprocessing of training. A missing view (absent
-  or None) is all zeros, as in training. Any non-empty subset of the four views is accepted (the CLI
+  (4, 4, S, S) in ``camera.VIEW_NAMES`` order (front, left, back, right), RGBA, and what became of each
+  photo. Each photo goes through ``engine.data.photos.prepare_views`` (EXIF orientation, a mask from
+  alpha, a plain backdrop or GrabCut, the subject checked, all views framed by the camera module's
+  rule) and the views are stacked by ``engine.data.views.stack_views``, as in training. A missing or
+  unusable view is all zeros, as a missing view is in training. Any non-empty subset of the four views is accepted (the CLI
   asks for ``--front`` at least); the student was trained on all four, so fewer views give a rougher
   mesh, most of all without the front view.
 * ``load_predictor(path)``: a ``.pt`` student checkpoint (``engine.students.checkpoint.load_student``) or a
@@ -31,25 +31,17 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.progress import NULL_CONTEXT
 
 
-def views_from_photos(photos: dict, image_size: int) -> torch.Tensor:
-    """uint8 (4, 4, S, S) from ``{view: photo or None}``; see the module docstring. ``UserError`` for an
-    unknown view name, no photo at all, or a photo that cannot be used."""
-    from engine.data.photos import load_photo, to_rgba
+def views_from_photos(photos: dict, image_size: int, accept_unsure: bool = False):
+    """``(views uint8 (4, 4, S, S), PreparedViews)`` from ``{view: photo or None}``: each photo masked,
+    checked and all framed together by ``engine.data.photos.prepare_views``, then stacked by
+    ``stack_views``; see the module docstring. ``UserError`` for an unknown view name, no photo at all,
+    or no usable photo; a view that cannot be used while others can is left out and named in
+    ``PreparedViews.errors``."""
+    from engine.data.photos import prepare_views
     from engine.data.views import stack_views
 
-    unknown = sorted(set(photos or {}) - set(VIEW_NAMES))
-    if unknown:
-        raise UserError(f"unknown view name(s) {', '.join(map(repr, unknown))}; use {', '.join(VIEW_NAMES)}")
-    given = {k: v for k, v in (photos or {}).items() if v is not None and not (isinstance(v, str) and not v)}
-    if not given:
-        raise UserError(f"no photos given: pass at least one view ({', '.join(VIEW_NAMES)}), ideally the front")
-    views = {}
-    for name, photo in given.items():
-        if isinstance(photo, (str, Path)):
-            views[name] = load_photo(Path(photo), image_size)
-        else:
-            views[name] = to_rgba(photo, image_size, name=f"{name} view")
-    return stack_views(views, image_size)
+    prepared = prepare_views(photos, image_size, accept_unsure=accept_unsure)
+    return stack_views(prepared.views, image_size), prepared
 
 
 def describe_checkpoint(obj) -> str:
@@ -181,8 +173,10 @@ def infer(ctx, checkpoint: Path, out: Path, shoe_dir: Path | None = None, photos
         if not used:
             raise UserError(f"{shoe_dir}: no view images ({', '.join(f'{n}.png' for n in VIEW_NAMES)})")
     else:
-        views = views_from_photos(photos, predictor.image_size)
-        used = [n for n in VIEW_NAMES if photos.get(n) not in (None, "")]
+        views, prepared = views_from_photos(photos, predictor.image_size)
+        used = [n for n in VIEW_NAMES if n in prepared.views]
+        for view, why in prepared.errors.items():
+            ctx.log(f"left out: {why}")
     ctx.check_cancelled()
     ctx.progress(0.5, "predicting")
     t1 = time.perf_counter()

@@ -52,6 +52,9 @@ def _broken_dataset(sample: Path, root: Path) -> None:
         "obj_nan": "v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n",
         "obj_degenerate": "v 0 0 0\nv 0 0 0\nv 0 0 0\nf 1 2 3\n",
         "obj_bad_index": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n",
+        "obj_index_zero": "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 0 1 2\nf 1 2 3\n",
+        "obj_float32_overflow": "v 0 0 0\nv 1e39 0 0\nv 0 1e39 0\nv 0 0 1e39\nf 1 2 3\nf 1 2 4\n",
+        "obj_far_away": "v 1e8 0 0\nv 100000001 0 0\nv 1e8 1 0\nv 1e8 0 1\nf 1 2 3\nf 1 2 4\n",
         "obj_junk": random.Random(1).randbytes(4000),
         # three triangles on one edge: non-manifold, still a surface the metrics can sample
         "obj_nonmanifold": "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 -1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 2 5\n",
@@ -241,6 +244,10 @@ CASES: list[Case] = [
     _mesh("obj_degenerate", r"obj_degenerate\.obj: degenerate mesh"),
     _mesh("obj_bad_index", r"obj_bad_index\.obj: not a readable mesh \(IndexError"),
     _mesh("obj_junk", r"obj_junk\.obj: no faces"),
+    _mesh("obj_index_zero", r"obj_index_zero\.obj: line 5 has face index 0 \('f 0 1 2'\); OBJ vertex indices start at 1"),
+    _mesh("obj_float32_overflow", r"obj_float32_overflow\.obj: vertex coordinates overflow float32 \(largest 1e\+39"),
+    _mesh("obj_far_away", r"obj_far_away\.obj: the mesh sits too far from the origin for float32 \(coordinates up "
+          r"to 1e\+08, size 1: float32 steps by 8 there\)"),
     # accepted: Chamfer / F-score only sample the surface; the preview says what it loaded
     _mesh("obj_nonmanifold", r"obj_nonmanifold: \d+ vertices, 3 faces", cli_expect=r"^obj_nonmanifold\s+ok\s"),
     # photos

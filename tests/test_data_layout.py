@@ -65,7 +65,7 @@ def test_validator_names_each_problem(broken):
         "no_left": ["missing views: left.png"],
         "tiny_image": ["tiny_image/front.png", "too small (1x1"],
         "garbage_image": ["garbage_image/back.png", "unreadable"],
-        "busy_photo": ["busy_photo/right.png", "plain background"],
+        "busy_photo": ["busy_photo/right.png", "no subject found"],
         "..x": ["bad ID", "input_images/'..x'"],
         "with space": ["bad ID", "'with space'"],
         "..bad": ["bad ID", "OBJs/'..bad.obj'"],

@@ -1,4 +1,4 @@
-"""Photos → calibrated RGBA views: alpha kept, masks from plain backdrops, framing untouched."""
+"""Dataset views → calibrated RGBA views: alpha kept, masks from plain backdrops, framing untouched."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,9 +50,9 @@ def test_non_square_is_padded_centred_not_cropped():
 
 def test_busy_background_is_refused_by_name():
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    with pytest.raises(UserError, match="cannot find a plain background in front.png"):
+    with pytest.raises(UserError, match="front.png: no subject found"):
         to_rgba(noise, name="front.png")
-    with pytest.raises(UserError, match="no object"):
+    with pytest.raises(UserError, match="x.png: no subject found"):
         to_rgba(np.full((64, 64, 3), 255, np.uint8), name="x.png")
 
 

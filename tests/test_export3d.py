@@ -126,24 +126,36 @@ def test_default_student_exports_compact_tables_and_int8_is_at_most_30_percent_o
     assert b.shape == (1, 2562, 3) and 0 < np.abs(a - b).max() < 0.1  # the compacted INT8 file runs
 
 
-def test_views_from_photos_matches_training_preprocessing(trained, tmp_path):
+def _iou(a, b) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_views_from_photos_frames_like_training(trained, tmp_path):
+    """Calibrated renders given as photos come back framed as training sees them (the framing rule is
+    near identity on them); a front-only upload is framed from the length prior; bad inputs are named."""
     shoe = list_shoes(trained["data"])[0]
-    full = views_from_photos(dict(shoe.view_paths), 32)
-    assert torch.equal(full, load_views_tensor(shoe, 32)) and full.dtype == torch.uint8
-    front = views_from_photos({"front": shoe.view_paths["front"], "left": None}, 32)
-    assert torch.equal(front[0], full[0]) and not front[1:].any()
+    calibrated = load_views_tensor(shoe, 64)
+    full, prepared = views_from_photos(dict(shoe.view_paths), 64)
+    assert full.dtype == torch.uint8 and full.shape == calibrated.shape and set(prepared.views) == set(VIEW_NAMES)
+    for k in range(4):
+        assert _iou(full[k, 3] > 127, calibrated[k, 3] > 127) > 0.9, VIEW_NAMES[k]
+    front, prepared = views_from_photos({"front": shoe.view_paths["front"], "left": None}, 64)
+    assert not front[1:].any() and list(prepared.views) == ["front"] and "alpha" in prepared.summary()
     rgba = np.asarray(Image.open(shoe.view_paths["front"]).convert("RGBA"))  # RGB on white: mask from backdrop
     rgb = np.where(rgba[:, :, 3:] > 127, rgba[:, :, :3], 255).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "front.jpg", quality=95)
-    alpha = views_from_photos({"front": tmp_path / "front.jpg"}, 32)[0, 3] > 127
-    assert (alpha == (full[0, 3] > 127)).float().mean() > 0.97
+    jpg, prepared = views_from_photos({"front": tmp_path / "front.jpg"}, 64)
+    assert _iou(jpg[0, 3] > 127, front[0, 3] > 127) > 0.95 and "plain backdrop" in prepared.summary()
     for bad, msg in (({}, "no photos"), ({"top": tmp_path / "front.jpg"}, "unknown view"),
                      ({"front": tmp_path / "missing.png"}, "no such file")):
         with pytest.raises(UserError, match=msg):
-            views_from_photos(bad, 32)
+            views_from_photos(bad, 64)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="bad.png"):
-        views_from_photos({"front": tmp_path / "bad.png"}, 32)
+        views_from_photos({"front": tmp_path / "bad.png"}, 64)
+    # one bad view among good ones: left out and named, the others still used
+    views, prepared = views_from_photos({"front": shoe.view_paths["front"], "back": tmp_path / "bad.png"}, 64)
+    assert list(prepared.views) == ["front"] and "bad.png" in prepared.errors["back"] and not views[2].any()
 
 
 def test_infer_cli_writes_2562_vertex_meshes_from_a_shoe_dir_a_front_photo_and_the_onnx_file(trained, exported,

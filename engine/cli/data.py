@@ -43,7 +43,7 @@ def _data_render(args: argparse.Namespace) -> int:
     from engine.cli import CliProgress
     from engine.data.render import render_meshes_into_layout
 
-    rows = render_meshes_into_layout(CliProgress(quiet=args.quiet), Path(args.meshes), Path(args.out))
+    rows = render_meshes_into_layout(CliProgress(quiet=args.quiet), Path(args.meshes), Path(args.out), up=args.up)
     width = max([len("ID")] + [len(r["id"]) for r in rows])
     print(f"{'ID':<{width}}  {'STATUS':<8}  SOURCE -> MESSAGE")
     for r in rows:
@@ -75,5 +75,8 @@ def register(sub) -> None:
     p = data_sub.add_parser("render", help="turn a folder of meshes (obj/ply/stl/off/glb) into a dataset")
     p.add_argument("--meshes", required=True, help="folder of mesh files")
     p.add_argument("--out", required=True, help="dataset folder to write OBJs/ and input_images/ into")
+    p.add_argument("--up", default="y", choices=("y", "z", "x", "auto"),
+                   help="which of the file's axes is up (default y); auto: principal axes, longest "
+                        "horizontal (see engine/geometry/orientation.py); recorded in import.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_data_render)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 VIEW_ORDER = ("front", "left", "back", "right")  # = engine.geometry.camera.VIEW_NAMES (kept import-light)
@@ -27,7 +28,7 @@ def _settings(args: argparse.Namespace):
 def _input_views(args: argparse.Namespace) -> tuple[str, dict]:
     from engine.config import UserError, sample_root
     from engine.data.layout import find_shoe, load_views
-    from engine.data.photos import load_photo
+    from engine.data.photos import prepare_views
 
     named = {n: getattr(args, n) for n in VIEW_ORDER if getattr(args, n)}
     sources = sum(bool(x) for x in (args.shoe, args.images, named))
@@ -43,7 +44,10 @@ def _input_views(args: argparse.Namespace) -> tuple[str, dict]:
         if len(args.images) > len(VIEW_ORDER):
             raise UserError(f"--images takes at most {len(VIEW_ORDER)} files ({', '.join(VIEW_ORDER)})")
         named = dict(zip(VIEW_ORDER, args.images))
-    return f"{len(named)} image(s)", {n: load_photo(Path(p)) for n, p in named.items()}
+    prepared = prepare_views({n: Path(p) for n, p in named.items()})
+    for why in prepared.errors.values():
+        print(f"warning: left out {why}", file=sys.stderr)
+    return f"{len(prepared.views)} image(s)", prepared.views
 
 
 def _teacher_test(args: argparse.Namespace) -> int:

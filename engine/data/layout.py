@@ -111,8 +111,8 @@ def find_shoe(root: Path, shoe_id: str) -> Shoe:
 
 
 def _check_obj_lines(path: Path) -> None:
-    """Catch truncation trimesh would load silently: a ``v`` line with < 3 numbers or an ``f`` line with
-    < 3 vertices (typically the cut-off last line)."""
+    """Catch what trimesh would load silently: a ``v`` line with < 3 numbers or an ``f`` line with
+    < 3 vertices (typically the cut-off last line — truncation), and a face index 0 (OBJ counts from 1)."""
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
             if line[:2] in (b"v ", b"f "):
@@ -120,6 +120,9 @@ def _check_obj_lines(path: Path) -> None:
                 if len(tokens) < 4:
                     raise UserError(f"{path.name}: line {number} is incomplete ({line.strip()[:40].decode('ascii', 'replace')!r}); "
                                     "the file looks truncated")
+                if line[:2] == b"f " and any(t.split(b"/")[0] in (b"0", b"-0", b"+0") for t in tokens[1:]):
+                    raise UserError(f"{path.name}: line {number} has face index 0 "
+                                    f"({line.strip()[:40].decode('ascii', 'replace')!r}); OBJ vertex indices start at 1")
 
 
 def load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +159,7 @@ def load_colored_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
         raise UserError(f"{path.name}: face indices out of range (truncated or corrupt file)")
     if not np.isfinite(vertices).all():
         raise UserError(f"{path.name}: non-finite vertex coordinates (NaN or inf)")
+    _check_float32(path, vertices)
     extent = vertices.max(axis=0) - vertices.min(axis=0)
     if not extent.max() > 0:
         raise UserError(f"{path.name}: degenerate mesh (zero extent: all vertices at one point)")
@@ -166,6 +170,24 @@ def load_colored_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     colors = getattr(getattr(mesh, "visual", None), "vertex_colors", None)  # trimesh's default colour if none stored
     colors = np.asarray(colors) if colors is not None and len(colors) == len(vertices) else None
     return vertices.astype(np.float32), faces, colors
+
+
+def _check_float32(path: Path, vertices: np.ndarray) -> None:
+    """The pipeline reads meshes in float32: coordinates beyond its range, or so far from the origin that
+    float32 cannot tell the mesh's own vertices apart (spacing there > 1e-4 of the mesh's size), are a
+    ``UserError`` saying which — checked in float32, as they will be used."""
+    largest = float(np.abs(vertices).max())
+    with np.errstate(over="ignore"):
+        as32 = vertices.astype(np.float32)
+    if not np.isfinite(as32).all():
+        raise UserError(f"{path.name}: vertex coordinates overflow float32 (largest {largest:.3g}; float32 ends at "
+                        "3.4e38); rescale the mesh")
+    extent = float((vertices.max(axis=0) - vertices.min(axis=0)).max())
+    spacing = float(np.spacing(np.float32(largest)))
+    if extent > 0 and spacing > 1e-4 * extent:  # (zero extent: said by load_mesh)
+        raise UserError(f"{path.name}: the mesh sits too far from the origin for float32 (coordinates up to "
+                        f"{largest:.3g}, size {extent:.3g}: float32 steps by {spacing:.3g} there); centre it near "
+                        "the origin")
 
 
 def load_views(shoe_or_dir, names=VIEW_NAMES, size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
@@ -200,8 +222,10 @@ def _bad_id_rows(root: Path) -> list[dict]:
 
 
 def check_shoe(shoe: Shoe, check_meshes: bool = True) -> dict:
-    """Validate one shoe: ``{"id", "status": "ok"|"photo-only"|"problem", "problems": [...], "has_gt", "views"}``."""
-    from engine.data.photos import load_photo
+    """Validate one shoe: ``{"id", "status": "ok"|"photo-only"|"problem", "problems": [...], "has_gt", "views"}``.
+    Each view must load (``photos.load_photo``) and look right to the cameras (``photos.view_problems``:
+    no sliver, not cut off, one height in every view)."""
+    from engine.data.photos import load_photo, view_problems
 
     problems: list[str] = []
     if shoe.missing_views:
@@ -209,11 +233,14 @@ def check_shoe(shoe: Shoe, check_meshes: bool = True) -> dict:
             problems.append(f"no photos (expected {IMAGES_DIR}/{shoe.id}/{{{','.join(VIEW_NAMES)}}}.png)")
         else:
             problems.append("missing views: " + ", ".join(f"{n}.png" for n in shoe.missing_views))
+    views = {}
     for name, path in shoe.view_paths.items():
         try:
-            load_photo(path)
+            views[name] = load_photo(path)
         except UserError as exc:
             problems.append(str(exc))
+    problems += [f"{IMAGES_DIR}/{shoe.id}/{p}" if p.split(":")[0].endswith(".png") else p
+                 for p in view_problems(views)]
     if shoe.has_gt and check_meshes:
         try:
             load_mesh(shoe.obj_path)

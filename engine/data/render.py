@@ -185,11 +185,14 @@ def _load_any(path: Path):
     return np.asarray(mesh.vertices, np.float64), faces, colors, note
 
 
-def render_meshes_into_layout(ctx, meshes_dir: Path, out: Path) -> list[dict]:
+def render_meshes_into_layout(ctx, meshes_dir: Path, out: Path, up: str = "y") -> list[dict]:
     """Turn every mesh file (obj, ply, stl, off, glb) in ``meshes_dir`` into a shoe of the dataset at ``out``.
 
-    Each mesh is loaded (a scene is concatenated), normalised, written as ``out/OBJs/<id>.obj`` and
-    rendered into ``out/input_images/<id>/{front,left,back,right}.png``. The ID is the file stem made
+    Each mesh is loaded (a scene is concatenated), rotated so ``up`` is up
+    (``engine.geometry.orientation.rotation_for``: ``y`` as stored, ``z`` / ``x`` that axis up,
+    ``auto`` principal axes), normalised, written as ``out/OBJs/<id>.obj`` and rendered into
+    ``out/input_images/<id>/{front,left,back,right}.png``; ``out/import.json`` records per ID the source
+    file, ``up`` and the rotation matrix (rows: the new X, Y, Z in the file's coordinates). The ID is the file stem made
     valid (``sanitise_id``); stems that collide get ``_2``, ``_3`` … in file-name order. Open or
     multi-part meshes are fine; unreadable files and meshes over 2M faces are skipped and reported.
     Files of an ID that already exists in ``out`` are replaced (re-running is idempotent).
@@ -198,6 +201,10 @@ def render_meshes_into_layout(ctx, meshes_dir: Path, out: Path) -> list[dict]:
     from engine import storage
     from engine.config import UserError
     from engine.geometry.normalise import normalise_vertices
+    from engine.geometry.orientation import UP_CHOICES, rotation_for
+
+    if up not in UP_CHOICES:
+        raise UserError(f"--up {up!r}: use one of {', '.join(UP_CHOICES)}")
 
     ctx = ctx or NULL_CONTEXT
     meshes_dir, out = Path(meshes_dir), Path(out)
@@ -208,12 +215,16 @@ def render_meshes_into_layout(ctx, meshes_dir: Path, out: Path) -> list[dict]:
         raise UserError(f"{meshes_dir}: no mesh files ({', '.join(MESH_SUFFIXES)})")
     used: set[str] = set()
     rows: list[dict] = []
+    record = storage.read_json(out / "import.json", {})
+    record = record if isinstance(record, dict) else {}
     for i, path in enumerate(files):
         ctx.check_cancelled()
         sid = _unique_id(sanitise_id(path.stem), used)
         row = {"id": sid, "source": path.name, "status": "ok", "message": ""}
         try:
             v, f, colors, note = _load_any(path)
+            rotation = rotation_for(v, f, up)
+            v = v @ rotation.T
             try:
                 v, _c, _s = normalise_vertices(v)
             except ValueError as exc:
@@ -223,6 +234,8 @@ def render_meshes_into_layout(ctx, meshes_dir: Path, out: Path) -> list[dict]:
                 storage.write_bytes(out / "input_images" / sid / f"{name}.png", png_bytes(image))
             storage.write_bytes(out / "OBJs" / f"{sid}.obj", mesh_to_obj_bytes(v, f, colors))
             row["message"] = f"{len(v)} vertices, {len(f)} faces" + (f", {note}" if note else "")
+            record[sid] = {"source": path.name, "up": up, "rotation": np.round(rotation, 6).tolist()}
+            storage.write_json(out / "import.json", record)
         except UserError as exc:
             row.update(status="skipped", message=str(exc))
             ctx.log(f"skipped {path.name}: {exc}")

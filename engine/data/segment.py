@@ -69,17 +69,25 @@ def plain_backdrop_mask(rgb: np.ndarray) -> np.ndarray | None:
     return ~np.isin(labels, border_labels[border_labels > 0])
 
 
-def _clean(mask: np.ndarray) -> np.ndarray:
-    """Open and close (3x3), keep the largest connected component, fill its holes."""
+def _largest_filled(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component (8-connected) of an (H, W) bool mask, its holes filled."""
     from scipy import ndimage
 
-    mask = ndimage.binary_opening(mask, iterations=1)
-    mask = ndimage.binary_closing(mask, iterations=2)
-    labels, n = ndimage.label(mask)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
     sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
     return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+
+
+def _clean(mask: np.ndarray) -> np.ndarray:
+    """Open, then close (3x3 square), then ``_largest_filled``."""
+    from scipy import ndimage
+
+    square = np.ones((3, 3), bool)
+    mask = ndimage.binary_opening(mask, structure=square)
+    mask = ndimage.binary_closing(mask, structure=square, iterations=2)
+    return _largest_filled(mask)
 
 
 def _grabcut(img: np.ndarray, init: np.ndarray | None, rect=None) -> np.ndarray:
@@ -225,7 +233,7 @@ def object_mask(rgb: np.ndarray) -> Segmentation:
     region: at least ``PLAIN_CLEAN_IOU`` IoU with its cleaned self), else GrabCut."""
     plain = plain_backdrop_mask(rgb)
     if plain is not None and plain.any():
-        cleaned = _clean(plain)
+        cleaned = _largest_filled(plain)
         if _iou(plain, cleaned) >= PLAIN_CLEAN_IOU:
             return Segmentation(cleaned, 1.0, "plain backdrop")
     return grabcut_mask(rgb)

@@ -24,6 +24,7 @@ import numpy as np
 from engine import storage
 from engine.config import UserError
 from engine.evaluate.mesh_eval import METRICS, N_POINTS, NORMALISATION, SEED
+from engine.geometry.camera import VIEW_NAMES
 from engine.progress import NULL_CONTEXT
 
 DISTANCE_SCALE = 0.05  # colour saturates (red) at 5 % of the longest side
@@ -166,14 +167,15 @@ def compare_photos(ctx, checkpoint: Path, photos: dict, out_dir: Path) -> dict:
     t0 = time.perf_counter()
     ctx.progress(0.1, "loading the student")
     predictor = load_predictor(Path(checkpoint))
-    views = views_from_photos(photos, predictor.image_size)
+    views, prepared = views_from_photos(photos, predictor.image_size)
     ctx.progress(0.5, "running the student")
     t1 = time.perf_counter()
     verts = predictor.predict(views)
     ms = 1000 * (time.perf_counter() - t1)
     glb = viewer_glb(Path(out_dir), verts, predictor.faces, name="student-upload")
-    used = [name for name, p in photos.items() if p]
-    return {"student_glb": str(glb), "stats": {"views": used, "vertices": int(len(verts)),
+    used = [name for name in VIEW_NAMES if name in prepared.views]
+    return {"student_glb": str(glb), "photos": prepared.summary(),
+            "stats": {"views": used, "vertices": int(len(verts)),
                                                "faces": int(len(predictor.faces)), "student_ms": round(ms, 1),
                                                "seconds": round(time.perf_counter() - t0, 3)}}
 

@@ -28,6 +28,20 @@ Projection
     ``torch.nn.functional.grid_sample(align_corners=False)`` expects; pixel centres are at
     ``(i + 0.5)`` in pixel units.
 
+Framing photos (``frame_boxes``; ``engine.data.photos.prepare_views`` applies it)
+    A photo is not calibrated: the object sits anywhere, at any size, in an image of any aspect. Since
+    the views are orthographic and the shape is centred on its bounding box, a calibrated view shows
+    the object's silhouette box **centred** in the image, and its **height** (world Y, vertical in
+    every view) is the same in all four views. So every view of a shoe is framed by one rule: its mask's
+    box centre moves to the image centre, and it is scaled so that its box height is the shoe's height
+    in pixels, ``height_world * IMAGE_SIZE / ORTHO_EXTENT``. The shoe's height in world units (longest
+    side 1) follows from the box aspect ratios: width / height from the front or back view, length /
+    height from the left or right view (means where both are given); ``height_world = 1 / max(1,
+    width/height, length/height)``. Without a left or right view the length is unknown and
+    ``LENGTH_PER_HEIGHT_PRIOR`` (the sample shoes' median, 2.36; real shoes are alike) stands in for
+    it. Scaling each view by its own height keeps relative scale even when the photos were taken at
+    different distances or resized differently.
+
 The functions work on NumPy arrays and on torch tensors alike (they use only ``@`` and slicing), so
 the student's projection stays differentiable.
 """
@@ -42,6 +56,8 @@ AZIMUTHS_DEG: dict[str, float] = {"front": 0.0, "left": 90.0, "back": 180.0, "ri
 UP = np.array([0.0, 1.0, 0.0])
 ORTHO_EXTENT = 1.2  # world units covered by the image side
 IMAGE_SIZE = 256  # pixels, square RGBA views
+LENGTH_PER_HEIGHT_PRIOR = 2.4  # a shoe's length / height when no side view shows it (sample median 2.36)
+SIDE_VIEWS = ("left", "right")  # views whose image width is the shoe's length (front / back: its width)
 
 
 def view_index(name: str) -> int:
@@ -111,3 +127,32 @@ def pixel_rays(name: str, size: int = IMAGE_SIZE, distance: float = 2.0) -> tupl
     origins = gx.reshape(-1, 1) * right + gy.reshape(-1, 1) * up - distance * forward
     directions = np.broadcast_to(forward, origins.shape).copy()
     return origins, directions
+
+
+def frame_boxes(boxes: dict[str, tuple[float, float, float, float]], size: int = IMAGE_SIZE
+                ) -> dict[str, tuple[float, float, float]]:
+    """The framing rule (module docstring) for photos' object boxes.
+
+    boxes: ``{view: (x0, y0, x1, y1)}`` of each view's mask, in that photo's pixels (x1, y1 exclusive).
+    Returns ``{view: (scale, tx, ty)}``: a source pixel ``(x, y)`` maps to ``(scale * x + tx, scale * y +
+    ty)`` in the ``size`` x ``size`` calibrated view. An empty dict gives an empty dict; a box of zero
+    height raises ``ValueError``.
+    """
+    if not boxes:
+        return {}
+    aspect = {}  # width / height of each view's box
+    for name, (x0, y0, x1, y1) in boxes.items():
+        view_index(name)
+        if y1 <= y0 or x1 <= x0:
+            raise ValueError(f"{name}: empty object box {(x0, y0, x1, y1)}")
+        aspect[name] = (x1 - x0) / (y1 - y0)
+    sides = [aspect[n] for n in aspect if n in SIDE_VIEWS]
+    fronts = [aspect[n] for n in aspect if n not in SIDE_VIEWS]
+    length = float(np.mean(sides)) if sides else LENGTH_PER_HEIGHT_PRIOR
+    width = float(np.mean(fronts)) if fronts else 0.0
+    height_px = size / ORTHO_EXTENT / max(1.0, length, width)  # the shoe's height in view pixels
+    out = {}
+    for name, (x0, y0, x1, y1) in boxes.items():
+        scale = height_px / (y1 - y0)
+        out[name] = (scale, size / 2 - scale * (x0 + x1) / 2, size / 2 - scale * (y0 + y1) / 2)
+    return out

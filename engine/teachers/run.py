@@ -9,13 +9,15 @@ from engine.progress import NULL_CONTEXT
 
 
 def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], out_dir: Path) -> dict:
-    """Load the photos (any of front / left / back / right, at least one), run ``teacher`` and write a
-    viewer GLB into ``out_dir``. Returns ``{"stats", "glb", "vertices", "faces"}`` (arrays for downloads).
+    """Load the photos (any of front / left / back / right, at least one; masked and framed by
+    ``engine.data.photos.prepare_views``), run ``teacher`` and write a viewer GLB into ``out_dir``.
+    Returns ``{"stats", "glb", "vertices", "faces", "photos"}`` (arrays for downloads; ``photos``: one
+    line per given view saying what it became or why it was left out).
 
     Bad photos, unknown views and unavailable teachers raise ``UserError`` with the reason.
     """
     from engine.data.mesh_files import viewer_glb
-    from engine.data.photos import load_photo
+    from engine.data.photos import prepare_views
     from engine.teachers.base import TeacherSettings, get_teacher
 
     ctx = ctx or NULL_CONTEXT
@@ -26,7 +28,10 @@ def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], o
     if not paths:
         raise UserError("give at least one photo (front, left, back or right)")
     ctx.progress(0.05, "loading photos")
-    views = {name: load_photo(Path(p)) for name, p in paths.items()}
+    prepared = prepare_views({name: Path(p) for name, p in paths.items()})
+    for why in prepared.errors.values():
+        ctx.log(f"left out: {why}")
+    views = prepared.views
     model = get_teacher(teacher)
     ctx.progress(0.15, f"running {teacher} on {', '.join(views)}")
     ctx.check_cancelled()
@@ -35,4 +40,5 @@ def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], o
             f"{result.stats.get('seconds', 0):.2f} s")
     ctx.progress(0.95, "writing the mesh")
     glb = viewer_glb(out_dir, result.vertices, result.faces, name=f"teacher-{teacher}")
-    return {"stats": result.stats, "glb": str(glb), "vertices": result.vertices, "faces": result.faces}
+    return {"stats": result.stats, "glb": str(glb), "vertices": result.vertices, "faces": result.faces,
+            "photos": prepared.summary()}
