@@ -56,9 +56,13 @@ def _newer(a: dict | None, b: dict) -> bool:
 
 
 def read_metadata(cache_dir: Path) -> dict | None:
-    """``metadata.json`` with any per-rank shards merged in (newest entry per ID); ``None`` if none."""
+    """``metadata.json`` with any per-rank shards merged in (newest entry per ID); ``None`` if none.
+    ``UserError`` when ``metadata.json`` is there but unreadable."""
     cache_dir = Path(cache_dir)
     meta = storage.read_json(cache_dir / METADATA)
+    if meta is None and (cache_dir / METADATA).is_file():  # there, but cut short or not JSON: say so
+        raise UserError(f"{cache_dir / METADATA}: unreadable (truncated or not JSON); remove it and build the "
+                        "cache again (its entries are rebuilt)")
     shards = [storage.read_json(Path(p)) for p in sorted(glob.glob(str(cache_dir / SHARD_GLOB)))]
     shards = [s for s in shards if isinstance(s, dict)]
     if not isinstance(meta, dict):
@@ -321,3 +325,23 @@ def list_caches(root: Path) -> list[str]:
     """Names of the teacher caches under ``root`` (folders holding a ``metadata.json``), sorted."""
     root = Path(root)
     return sorted(p.name for p in root.iterdir() if (p / METADATA).is_file()) if root.is_dir() else []
+
+
+def cache_rows(cache_dir: Path) -> list[dict]:
+    """One row per entry of the cache, sorted by shoe ID: ``{"id", "status", "cd_l1", "fscore@1%",
+    "seconds", "error"}`` — ``status`` "ok", "failed", or "bad file" when an ok entry's file does not
+    check out (``file_problem``; its reason in ``error``). Teacher vs GT in normalised units (longest
+    side 1), None without GT. ``UserError`` when ``cache_dir`` holds no cache."""
+    cache_dir = Path(cache_dir)
+    meta = read_metadata(cache_dir)
+    if meta is None:
+        raise UserError(f"{cache_dir}: no teacher cache here ({METADATA} not found)")
+    rows = []
+    for sid, e in sorted((meta.get("entries") or {}).items()):
+        status, error = e.get("status") or "?", e.get("error")
+        if status == "ok":
+            problem = file_problem(cache_dir, sid, e)
+            status, error = ("bad file", problem) if problem else ("ok", None)
+        rows.append({"id": sid, "status": status, "cd_l1": e.get("cd_l1"), "fscore@1%": e.get("fscore@1%"),
+                     "seconds": e.get("seconds"), "error": error})
+    return rows

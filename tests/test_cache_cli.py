@@ -67,4 +67,11 @@ def test_cache_build_and_show(data, tmp_path, capsys):
     assert main(["cache", "show", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["entries"], summary["ok"], summary["with_gt"]) == (2, 2, 2)
+    assert [r["id"] for r in summary["rows"]] == ["shoe_000", "shoe_001"]
+    assert all(r["status"] == "ok" and r["cd_l1"] > 0 and r["seconds"] > 0 and r["error"] is None for r in summary["rows"])
+    assert main(["cache", "show", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "CD-L1", "F@1%", "SECONDS", "ERROR"]
+    row = lines[2].split()
+    assert row[:2] == ["shoe_001", "ok"] and float(row[2]) == pytest.approx(summary["rows"][1]["cd_l1"], abs=1e-4)
     assert main(["cache", "show", str(tmp_path / "nothing")]) == 2

@@ -53,9 +53,12 @@ def test_cli_train_baseline_evaluate_and_the_numbers_equal_the_geometry_function
     assert saved["kind"] == "train3d" and saved["epochs"] == 2 and saved["lr"] == 0.002
     assert run_cli(["train", *common, "--baseline"]) == 0
     base = only_run(out, exclude={run.name})
-    assert run_cli(["evaluate", "--run", run.name, "--baseline", base.name, "--runs", str(out), "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    assert run_cli(["evaluate", "--run", run.name, "--baseline", base.name, "--runs", str(out)]) == 0  # not quiet: logs on
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "student" in printed and "baseline" in printed and "teacher" in printed and "longest side 1" in printed
+    table_line = next(line for line in printed.splitlines() if "student" in line)
+    assert (captured.out + captured.err).count(table_line) == 1  # the table once, even with stderr merged
     report = json.loads((run / "evaluation.json").read_text())
     assert (run / "evaluation.md").read_text().startswith(f"# Evaluation of {run.name}")
     assert report["val_shoes"] == 2 and report["teacher_shoes"] == 2

@@ -122,13 +122,25 @@ def _print_summary(s: dict) -> None:
         print(f"failed   {f['id']}: {f['error']}")
 
 
-def _cache_show(args: argparse.Namespace) -> int:
-    from engine.cache import cache_summary
+def _print_rows(rows: list[dict]) -> None:
+    """The per-shoe table of ``cache show``: teacher vs GT (normalised), seconds, status, error."""
+    width = max([len("ID")] + [len(r["id"]) for r in rows])
+    print(f"{'ID':<{width}}  {'STATUS':<8}  {'CD-L1':>7}  {'F@1%':>5}  {'SECONDS':>7}  ERROR")
+    for r in rows:
+        secs = "-" if r["seconds"] is None else f"{r['seconds']:.2f}"
+        print(f"{r['id']:<{width}}  {r['status']:<8}  {_fmt(r['cd_l1']):>7}  {_fmt(r['fscore@1%'], 3):>5}  "
+              f"{secs:>7}  {r['error'] or ''}")
 
-    summary = cache_summary(Path(args.dir))
+
+def _cache_show(args: argparse.Namespace) -> int:
+    from engine.cache import cache_rows, cache_summary
+
+    summary, rows = cache_summary(Path(args.dir)), cache_rows(Path(args.dir))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({**summary, "rows": rows}, indent=2))
     else:
+        _print_rows(rows)
+        print()
         _print_summary(summary)
     return 0
 

@@ -107,7 +107,9 @@ def evaluate_run(ctx, run_dir: Path, baseline_run: Path | None = None, checkpoin
               "seconds": round(time.perf_counter() - t0, 3), "created": time.time()}
     storage.write_json(run_dir / "evaluation.json", report)
     storage.write_text(run_dir / "evaluation.md", format_markdown(report))
-    ctx.log(format_summary(report))
+    # one line for the job log: the table itself is the caller's to show (the CLI prints it once)
+    ctx.log(f"evaluated {len(val_ids)} val shoes of {run_dir.name}: "
+            + ", ".join(f"{m} CD-L1 {summary[m]['cd_l1']:.5f}" for m in models if summary.get(m)))
     return report
 
 
