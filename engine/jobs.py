@@ -30,6 +30,7 @@ from engine.progress import NULL_CONTEXT, Context, JobCancelled  # noqa: F401 - 
 
 LANES = ("cpu", "cuda")
 LOG_TAIL = 500
+STOPPING = "stopping: cancel requested, it ends at its next step"
 
 
 class JobContext:
@@ -99,7 +100,7 @@ class Job:
             self.progress = min(max(float(fraction), 0.0), 1.0)
             if self.eta_from is None:
                 self.eta_from = (time.time(), self.progress)
-            if message:
+            if message and not self._cancel.is_set():  # stopping: the message says so until the end
                 self.message = message
             fraction, message = self.progress, self.message
         if self.recorder:
@@ -120,6 +121,11 @@ class Job:
             self.recorder.metric(record, stamped=True)
 
     # -- readers -----------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        """Cancel was requested and the job has not reached its next check yet (still queued / running)."""
+        return self._cancel.is_set() and self.state in runs.ACTIVE_STATES
+
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left for the whole job, from one estimator: the rate since its first progress report
         (t0, f0) — ``(now − t0) · (1 − f) / (f − f0)`` — so a resumed job that starts at 40 % is timed from
@@ -139,6 +145,7 @@ class Job:
             return {
                 "id": self.id, "name": self.name, "kind": self.kind, "lane": self.lane,
                 "state": self.state, "progress": self.progress, "eta": self.eta(), "message": self.message,
+                "stopping": self.stopping,
                 "error": self.error, "traceback": self.traceback,
                 "created": self.created, "started": self.started, "finished": self.finished,
                 "metrics": list(self.metrics[metrics_since:]), "n_metrics": len(self.metrics),
@@ -255,12 +262,16 @@ class JobRunner:
 
     # -- controlling and reading -------------------------------------------------------------
     def cancel(self, job_id: str) -> bool:
-        """Ask a job to stop at its next check (or never start, if queued). False if unknown/finished."""
+        """Ask a job to stop at its next check (or never start, if queued). False if unknown/finished; True
+        while it is stopping, however often asked (the snapshot's ``stopping`` says a request is pending)."""
         job = self._jobs.get(job_id)
         if job is None or job.state not in runs.ACTIVE_STATES:
             return False
-        job._cancel.set()
-        job._log("cancel requested")
+        if not job._cancel.is_set():
+            with job._lock:
+                job.message = STOPPING  # kept until the job ends (its own progress messages no longer replace it)
+            job._cancel.set()
+            job._log("cancel requested")
         return True
 
     def get(self, job_id: str, metrics_since: int = 0) -> dict[str, Any] | None:

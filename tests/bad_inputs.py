@@ -70,6 +70,11 @@ def _broken_dataset(sample: Path, root: Path) -> None:
     for name in ("left", "back", "right"):
         (root / "input_images" / "views_missing" / f"{name}.png").unlink()
     (root / "input_images" / "view_text" / "left.png").write_text("a text file named left.png")
+    outside = root.parent.parent / "outside-front.png"  # beside the data root, not in it
+    shutil.copy(views / "front.png", outside)
+    shutil.copytree(views, root / "input_images" / "link_out")
+    (root / "input_images" / "link_out" / "front.png").unlink()
+    (root / "input_images" / "link_out" / "front.png").symlink_to(outside)
 
 
 def _images(folder: Path, sample: Path) -> None:
@@ -151,6 +156,9 @@ def _caches(paths: dict) -> None:
     for entry in meta["entries"].values():
         entry.pop("images")
     meta_path.write_text(json.dumps(meta))
+    shutil.copytree(good, paths["cache"] / "truncated-meta")
+    cut = paths["cache"] / "truncated-meta" / "metadata.json"
+    cut.write_text(cut.read_text()[:200])
     swapped = paths["cache"] / "swapped"
     shutil.copy(swapped / "shoe_001.pt", swapped / "shoe_000.pt")
     meta = json.loads((swapped / "metadata.json").read_text())
@@ -348,6 +356,11 @@ CASES: list[Case] = [
     Case("cache-swapped-entry", r"shoe_000: shoe_000\.pt: holds the teacher entry of 'shoe_001', not 'shoe_000' "
          r"\(a file copied over another\); rebuild the cache", cli=["cache", "show", "{cache}/swapped"], cli_rc=0,
          ui=("/cache_summary", ("swapped",)), ui_expect=r"shoe_000\.pt: holds the teacher entry of 'shoe_001'"),
+    Case("cache-metadata-truncated", r"truncated-meta/metadata\.json: unreadable \(truncated or not JSON\); remove "
+         r"it and build the cache again", cli=["cache", "show", "{cache}/truncated-meta"],
+         ui=("/cache_summary", ("truncated-meta",))),
+    Case("preview-link-outside", r"file '.*/link_out/front\.png' is outside the allowed folders",
+         ui=("/shoe_preview", ("broken", "link_out"))),
     Case("missing-cache", r"nocache: no teacher cache here",
          cli=[*TRAIN, "--data", "{sample}", "--cache", "{cache}/nocache"],
          ui=_train_ui(cache="nocache")),

@@ -149,3 +149,32 @@ def test_a_job_taking_one_config_dict_records_it_as_config_json(tmp_path):
     assert runner.wait(job_id, timeout=5)["state"] == "succeeded"
     assert runner.result(job_id) == 3
     assert runs.load_run(job_id, tmp_path)["config"] == {"kind": "train3d", "epochs": 3}
+
+
+def test_a_second_cancel_while_stopping_says_it_is_stopping(roots):
+    """Cancel is asked twice while the job has not reached its next check: both answers say it stops (the
+    second one: already stopping), the job's message says so until it ends — never "not running"."""
+    from gradio_client import Client
+
+    from tests.conftest import served_studio
+
+    gate = threading.Event()
+
+    def slow(ctx, config):
+        gate.wait(30)  # a long step between two checks
+        ctx.progress(0.5, "still working")
+        ctx.check_cancelled()
+
+    with served_studio(roots) as (url, studio):
+        job_id = studio.runner.submit(slow, kind="train3d", config={"epochs": 1})
+        wait_state(studio.runner, job_id, ("running",))
+        client = Client(url, verbose=False)
+        first = client.predict(job_id, api_name="/cancel_run")
+        second = client.predict(job_id, api_name="/cancel_run")
+        assert "Cancel requested" in first and "is stopping: cancel already requested" in second, second
+        gate.set()
+        time.sleep(0.05)
+        snap = studio.runner.get(job_id)
+        assert snap["state"] == "cancelled" or (snap["stopping"] and snap["message"].startswith("stopping"))
+        assert studio.runner.wait(job_id, timeout=10)["state"] == "cancelled"
+        assert studio.runner.cancel(job_id) is False  # over: now it is not running

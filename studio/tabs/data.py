@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.config import UserError
+from engine.config import UserError, confine
 from engine.data import layout
 from engine.data.mesh_files import viewer_glb
 from engine.data.sample_shoes import build_sample
@@ -30,6 +30,8 @@ def shoe_preview(studio: Studio, dataset: str, shoe_id: str):
         return [], None, ""
     try:
         shoe = layout.find_shoe(studio.dataset_path(dataset), shoe_id)
+        for path in [*shoe.view_paths.values(), *([shoe.obj_path] if shoe.has_gt else [])]:
+            confine(path, [studio.data_root], "file")  # a link out of the data root is refused, not followed
         views = layout.load_views(shoe)
         gallery = [(img, name) for name, img in views.items()]
         glb, note = None, "photo-only shoe: no ground-truth mesh"

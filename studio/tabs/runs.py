@@ -83,6 +83,9 @@ def build(studio: Studio) -> None:
     def do_cancel(run_id):
         if not run_id:
             return "Select a run first."
+        snap = studio.runner.get(run_id)
+        if snap and snap.get("stopping"):  # asked before: still stopping, not "not running"
+            return f"**{run_id}** is stopping: cancel already requested, it ends at its next step."
         if studio.runner.cancel(run_id):
             return f"Cancel requested for **{run_id}**: it stops at its next step."
         return f"**{run_id}** is not running in this studio process; nothing to cancel."
