@@ -10,8 +10,6 @@ import pytest
 
 from engine import runs, storage
 from engine.jobs import Job
-from studio import plots
-from studio.components import availability_md, progress_html, run_choices, settings_md, views_note
 
 EMOJI = [(0x2600, 0x27BF), (0x1F000, 0x1FAFF), (0xFE0F, 0xFE0F), (0x2B00, 0x2BFF)]  # need an emoji font
 
@@ -64,6 +62,8 @@ def test_a_resumed_run_keeps_its_first_start_and_adds_up_the_time_it_ran(tmp_pat
 def test_one_eta_for_the_whole_job_from_one_estimator(monkeypatch):
     """Item 8: the bar's ETA is the job's (from its first progress report, so a resumed job starting at 40 %
     is timed from there); the training loop's own ETA in the message is not shown beside it."""
+    from studio.components import progress_html
+
     clock = Clock()
     monkeypatch.setattr(time, "time", clock)
     job = Job(id="j", name="j", kind="train3d", lane="cpu", fn=None, kwargs={}, run_dir=None, state="running")
@@ -107,10 +107,11 @@ def test_the_vae_report_has_its_share_of_the_bar_and_its_own_messages(tmp_path, 
 
 
 def test_cache_settings_and_teacher_availability_are_words_not_a_dict_or_emoji(tmp_path):
-    """Item 10, in the engine's words: ``key = value`` settings, availability marked in text; and no emoji
+    """Item 10: ``key = value`` settings, availability marked in text; and no emoji
     anywhere in the page (they render as empty boxes without an emoji font)."""
     from engine.jobs import JobRunner
     from studio.app import build_app
+    from studio.components import availability_md, settings_md
     from studio.context import Studio
     from studio.tabs.cache import summary_md
 
@@ -155,6 +156,8 @@ def test_vae_plot_shows_the_total_and_its_terms_on_their_own_panel(tmp_path):
 
 def test_runs_history_plots_losses_metrics_and_schedules_apart_never_counters():
     """Item 12: a 3D run's history — never ``global_step``; losses, val metrics, α and lr on four panels."""
+    from studio import plots
+
     hist = []
     for e in (1, 2):
         for s in (1, 2):
@@ -200,6 +203,7 @@ def _fake_train_run(root, name, state="succeeded", baseline=False, vals=(0.03, 0
 
 def test_run_choices_name_the_run_its_role_epochs_and_val_cd_l1(tmp_path):
     """Item 3: a student and its baseline tell apart in the picker; only finished runs with a checkpoint."""
+    from studio.components import run_choices
     from engine.jobs import JobRunner
     from studio.context import Studio
 
@@ -243,6 +247,8 @@ def test_the_comparison_says_which_rows_are_missing_and_why(tmp_path):
 
 def test_a_missing_view_is_named_with_what_it_costs():
     """Item 14: one photo — the views given, the ones missing, and what that does to student and visual hull."""
+    from studio.components import views_note
+
     one = views_note(["front"], ("student", "visual-hull"))
     assert "1 of 4" in one and "missing: left, back, right" in one
     assert "blob" in one and "slab" in one and "several views" in one
