@@ -59,6 +59,8 @@ def read_metadata(cache_dir: Path) -> dict | None:
     """``metadata.json`` with any per-rank shards merged in (newest entry per ID); ``None`` if none.
     ``UserError`` when ``metadata.json`` is there but unreadable."""
     cache_dir = Path(cache_dir)
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise UserError(f"{cache_dir}: not a folder (a teacher cache is a folder holding {METADATA})")
     meta = storage.read_json(cache_dir / METADATA)
     if meta is None and (cache_dir / METADATA).is_file():  # there, but cut short or not JSON: say so
         raise UserError(f"{cache_dir / METADATA}: unreadable (truncated or not JSON); remove it and build the "

@@ -104,6 +104,8 @@ class OnnxPredictor:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise UserError(f"{self.path.name}: its metadata {meta_path.name} is missing or not from a mesh "
                             "student export (keep the files 'engine export' writes together)")
+        self.image_size = _meta_int(meta, "image_size", MAX_IMAGE_SIZE, meta_path, low=8)  # before any allocation
+        self.vertices = _meta_int(meta, "vertices", MAX_VERTICES, meta_path)
         named = meta_path.with_name(Path(str(meta.get("faces") or faces_path.name)).name)
         faces_path = named if named.is_file() or not faces_path.is_file() else faces_path  # renamed copies
         faces = storage.read_json(faces_path)
@@ -111,8 +113,6 @@ class OnnxPredictor:
             self.faces = np.asarray(faces["faces"], dtype=np.int64).reshape(-1, 3)  # (F, 3)
         except (TypeError, KeyError, ValueError):
             raise UserError(f"{self.path.name}: its faces file {faces_path.name} is missing or unreadable") from None
-        self.image_size = int(meta["image_size"])
-        self.vertices = int(meta.get("vertices") or 0)
         if len(self.faces) == 0 or self.faces.min() < 0 or self.faces.max() >= self.vertices:
             raise UserError(f"{faces_path.name}: faces do not index the model's {self.vertices} vertices")
         self.session = ort_session(self.path, threads)
@@ -120,6 +120,10 @@ class OnnxPredictor:
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 5:
             raise UserError(f"{self.path.name}: not a mesh student model (expected one 5-D input "
                             f"{INPUT_NAME!r}, found {[(i.name, i.shape) for i in inputs]})")
+        fixed = [d for d in inputs[0].shape[3:] if isinstance(d, int)]
+        if any(d != self.image_size for d in fixed):
+            raise UserError(f"{meta_path.name}: image_size {self.image_size} does not match the model, which takes "
+                            f"{'x'.join(map(str, inputs[0].shape[3:]))} px views")
 
     def predict(self, views_u8: torch.Tensor) -> np.ndarray:
         from engine.data.views import batch_views
@@ -127,6 +131,20 @@ class OnnxPredictor:
         _check_views(views_u8, self.image_size)
         x = batch_views(views_u8[None]).numpy()  # (1, 4, 4, S, S)
         return self.session.run(None, {self.session.get_inputs()[0].name: x})[0][0]  # (V, 3)
+
+
+MAX_IMAGE_SIZE = 1024  # px a side of the student's views: far above any trained one (96 by default)
+MAX_VERTICES = 1_000_000
+
+
+def _meta_int(meta: dict, key: str, high: int, meta_path: Path, low: int = 1) -> int:
+    """``meta[key]`` as an int in ``low..high``, else a ``UserError`` naming the field of ``meta_path``."""
+    value = meta.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        shown = repr(value)[:40] if key in meta else "missing"
+        raise UserError(f"{meta_path.name}: {key} must be an integer in {low}..{high} (got {shown}); "
+                        "re-export the model with 'engine export'")
+    return value
 
 
 def _check_views(views_u8: torch.Tensor, image_size: int) -> None:
@@ -159,6 +177,8 @@ def infer(ctx, checkpoint: Path, out: Path, shoe_dir: Path | None = None, photos
     out = Path(out)
     if out.suffix.lower().lstrip(".") not in DOWNLOAD_FORMATS:
         raise UserError(f"--out {out.name}: use a .glb or .obj file (or .ply / .stl)")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give the mesh file to write (e.g. {out / 'shoe.glb'})")
     if (shoe_dir is None) == (photos is None):
         raise UserError("give either a shoe folder or photos, not both and not neither")
     ctx.progress(0.05, "loading the student")

@@ -24,6 +24,8 @@ class Studio:
         resolved first, so a link under the data root that points elsewhere is refused too."""
         if not name:
             raise config.UserError("choose a dataset first")
+        if not isinstance(name, str):  # a raw API call may send anything
+            raise config.UserError(f"dataset name must be text (got {type(name).__name__} {name!r:.40})")
         if "/" not in name and "\\" not in name:
             config.validate_id(name, "dataset name")
             config.confine(self.data_root / name, [self.data_root], "dataset folder")

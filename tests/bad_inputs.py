@@ -89,6 +89,11 @@ def _images(folder: Path, sample: Path) -> None:
     (folder / "empty.png").write_bytes(b"")
     good = (sample / "input_images" / GOOD_SHOE / "front.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    vae = sample.parent / "vae-bomb"  # a VAE image folder (under the data root) with a bomb among good images
+    vae.mkdir()
+    for i in range(2):
+        (vae / f"good{i}.png").write_bytes(good)
+    Image.new("1", (20000, 20000)).save(vae / "bomb.png")
 
 
 def _checkpoints(folder: Path, marker: Path, train_cfg: dict) -> None:
@@ -137,6 +142,9 @@ def _configs(folder: Path, train_cfg: dict) -> None:
     for name, obj in files.items():
         (folder / f"{name}.json").write_text(json.dumps(obj))
     (folder / "train_not_json.json").write_text("{epochs: 3,")
+    for kind in ("train", "vae"):  # a JSON nested 50k levels deep, a 5000-digit integer
+        (folder / f"{kind}_deep.json").write_text('{"epochs": ' + "[" * 50_000 + "]" * 50_000 + "}")
+        (folder / f"{kind}_bigint.json").write_text('{"epochs": 1' + "0" * 5000 + "}")
 
 
 def _caches(paths: dict) -> None:
@@ -183,6 +191,7 @@ def build_inputs(base: Path) -> dict:
     train_cfg = {"data": str(paths["sample"]), "baseline": True, "epochs": 1, "batch_size": 1, "n_points": 300,
                  "target_points": 300, "val_fraction": 0.0, "max_nan_steps": 2, "checkpoint_every": 0, "student": TINY}
     _caches(paths)
+    (base / "outdir.glb").mkdir()  # a folder where infer --out expects a file
     _broken_dataset(paths["sample"], paths["broken"])
     _images(paths["images"], paths["sample"])
     _checkpoints(paths["ckpts"], paths["marker"], train_cfg)
@@ -335,6 +344,10 @@ CASES: list[Case] = [
          cli=["vae", "distill", *_cfg("vae_wrong_type")]),
     Case("cfg-vae-negative-lr", r"config learning_rate=-0\.1: expected a number > 0",
          cli=["vae", "distill", *_cfg("vae_negative_lr")], ui=_vae_ui("fashion-mnist", lr=-0.1)),
+    *[Case(f"cfg-{kind}-{name}", rf"--config {kind}_{name}\.json: {expect}", cli=[*cmd, *_cfg(f"{kind}_{name}")])
+      for kind, cmd in (("train", TRAIN), ("vae", ["vae", "distill"]))
+      for name, expect in (("deep", r"nested too deeply to read"),
+                           ("bigint", r"not valid JSON \(Exceeds the limit \(4300 digits\)"))],
     Case("cfg-cache-first", r"--first must be at least 1", cli=[*CACHE_CLI, "{sample}", "--first", "0"],
          ui=("/build_cache", ("sample", "visual-hull", "fast", -1, "")), ui_expect=r"less than minimum value 0"),
     # missing folders and paths outside the roots
@@ -361,9 +374,18 @@ CASES: list[Case] = [
          ui=("/cache_summary", ("truncated-meta",))),
     Case("preview-link-outside", r"file '.*/link_out/front\.png' is outside the allowed folders",
          ui=("/shoe_preview", ("broken", "link_out"))),
+    # a folder where a file is expected, a file where a folder is, a number where a name is
+    Case("infer-out-folder", r"--out .*outdir\.glb: is a folder; give the mesh file to write",
+         cli=["infer", "--checkpoint", "{ckpts}/mesh.pt", "--shoe-dir", "{sample}/input_images/shoe_000",
+              "--out", "{base}/outdir.glb"]),
+    Case("cache-show-file", r"train_ok\.json: not a folder \(a teacher cache is a folder",
+         cli=["cache", "show", "{configs}/train_ok.json"]),
+    Case("dataset-name-integer", r"dataset name must be text \(got int 123\)", ui=("/validate_dataset", (123,))),
     Case("missing-cache", r"nocache: no teacher cache here",
          cli=[*TRAIN, "--data", "{sample}", "--cache", "{cache}/nocache"],
          ui=_train_ui(cache="nocache")),
+    Case("vae-folder-bomb", r"vae-bomb/bomb\.png: unreadable image \(.*decompression bomb",
+         cli=[*VAE_CLI[:2], "--dataset", "folder:{data}/vae-bomb", *VAE_CLI[4:]], ui=_vae_ui("folder:vae-bomb")),
     Case("missing-vae-folder", r"no such folder", cli=[*VAE_CLI[:2], "--dataset", "folder:{data}/nope", *VAE_CLI[4:]],
          ui=_vae_ui("folder:nope")),
     Case("path-outside-roots", r"'/etc' is outside the allowed folders", ui=("/validate_dataset", ("/etc",))),

@@ -236,3 +236,28 @@ def test_an_export_killed_midway_leaves_no_int8_work_folder(trained, tmp_path):
         (folder / "model.onnx").write_bytes(b"half a model")
     export_student(NULL_CONTEXT, trained["run"], out_dir=out, int8=True, threads=1, repeats=1, rounds=1)
     assert [p.name for p in out.glob(".int8-*")] == [live.name]
+
+
+@pytest.mark.parametrize("image_size, expect", [
+    (None, r"student\.json: image_size must be an integer in 8\.\.1024 \(got missing\)"),
+    ("abc", r"student\.json: image_size must be an integer in 8\.\.1024 \(got 'abc'\)"),
+    (50000, r"student\.json: image_size must be an integer in 8\.\.1024 \(got 50000\)"),
+    (48, r"student\.json: image_size 48 does not match the model, which takes 32x32 px views"),
+], ids=["missing", "text", "huge", "mismatch"])
+def test_a_bad_onnx_sidecar_is_one_line_before_anything_is_allocated(trained, exported, tmp_path, capsys,
+                                                                    image_size, expect):
+    """``student.json`` beside an exported model: every field is checked, with its range, before the views
+    are made (50000 px asked for ~40 GB and a MemoryError after a minute)."""
+    import re
+    import shutil
+
+    for name in (ONNX_NAME, FACES_NAME, META_NAME):
+        shutil.copy(exported["out"] / name, tmp_path / name)
+    meta = json.loads((tmp_path / META_NAME).read_text())
+    meta.pop("image_size") if image_size is None else meta.update(image_size=image_size)
+    (tmp_path / META_NAME).write_text(json.dumps(meta))
+    front = list_shoes(trained["data"])[0].view_paths["front"]
+    code, _, err = cli(["infer", "--checkpoint", tmp_path / ONNX_NAME, "--front", front, "--out", tmp_path / "x.glb"],
+                       capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and re.search(expect, lines[0]), err

@@ -37,8 +37,10 @@ def read_config_json(path: str) -> dict:
         cfg = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"--config {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"--config {p.name}: not valid JSON ({str(exc)[:120]})") from None
+    except RecursionError:
+        raise UserError(f"--config {p.name}: nested too deeply to read (keep it to a flat JSON object)") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError; an integer past Python's digit limit
+        raise UserError(f"--config {p.name}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(cfg, dict):
         raise UserError(f"--config {p.name}: expected a JSON object")
     return cfg

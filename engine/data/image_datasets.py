@@ -168,18 +168,27 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _load_image(path: Path) -> torch.Tensor:
+    """One image of a ``folder:`` dataset as (3, 32, 32) float in [0, 1]. Read by the photo loader's rule
+    (``engine.data.photos``): at most ``MAX_SIDE`` px a side, and anything PIL refuses — a decompression
+    bomb too — is one ``UserError`` naming ``<folder>/<file>``."""
     from PIL import Image, UnidentifiedImageError
 
+    from engine.data.photos import MAX_SIDE
+
+    name = f"{path.parent.name}/{path.name}"
     try:
         with Image.open(path) as im:
+            if max(im.size) > MAX_SIDE:
+                raise UserError(f"{name}: image too large ({im.width}x{im.height}; at most {MAX_SIDE} px a side)")
             im.load()
             if im.mode in ("RGBA", "LA", "P"):
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(bg, im)
             im = im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{name}: unreadable image ({msg})") from None
     side = min(im.size)
     left, top = (im.width - side) // 2, (im.height - side) // 2
     im = im.crop((left, top, left + side, top + side)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
