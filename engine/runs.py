@@ -177,6 +177,12 @@ def active_seconds(status: dict[str, Any], now: float | None = None) -> float | 
 
 
 LOCK_NAME = ".lock"
+_HELD: set[str] = set()  # run folders this process holds the lock of (a job's own run and its sub-runs)
+
+
+def held_here(path: Path) -> bool:
+    """Whether this process is writing the run at ``path`` now (it holds its ``RunLock``)."""
+    return str(Path(path).resolve()) in _HELD
 
 
 class RunLock:
@@ -208,11 +214,13 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": round(time.time(), 3)}).encode(), 0)
         self._fd = fd
+        _HELD.add(str(self.path.resolve()))
         return self
 
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            _HELD.discard(str(self.path.resolve()))
             try:
                 os.ftruncate(fd, 0)  # a released lock names no owner
             except OSError:
@@ -262,17 +270,22 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def effective_status(status: dict[str, Any], live_ids: set[str] | None = None) -> dict[str, Any]:
+def effective_status(status: dict[str, Any], live_ids: set[str] | None = None,
+                     path: Path | None = None) -> dict[str, Any]:
     """The status as a reader should see it: an active run whose owner is gone becomes ``interrupted``.
 
     ``live_ids``: run IDs the calling process is executing right now. A run owned by this very
-    process but absent from ``live_ids`` was left over by an earlier incarnation (a restart).
+    process but absent from ``live_ids`` was left over by an earlier incarnation (a restart) — unless
+    this process holds its lock (``path``: its folder): a second run written inside a live job, such as
+    the baseline of ``distill_with_baseline``, is running.
     """
     status = dict(status)
     if status.get("state") in ACTIVE_STATES:
         pid = status.get("pid")
         mine = pid == os.getpid()
-        if (mine and live_ids is not None and status.get("run_id") not in live_ids) or (not mine and not pid_alive(pid)):
+        gone = live_ids is not None and status.get("run_id") not in live_ids and not (
+            path is not None and held_here(path))  # a sub-run (a pair's baseline) of a live job is live too
+        if (mine and gone) or (not mine and not pid_alive(pid)):
             status["state"] = "interrupted"
             status["message"] = "interrupted: the process running it stopped (resume where supported)"
     return status
@@ -281,7 +294,7 @@ def effective_status(status: dict[str, Any], live_ids: set[str] | None = None) -
 def summarise(path: Path, live_ids: set[str] | None = None) -> dict[str, Any]:
     """One row for tables: id, kind, state, started (the first start), finished, duration (s of work, every
     resumed stretch added: ``active_seconds``), progress, message."""
-    status = effective_status(storage.read_json(path / "status.json", default={}) or {}, live_ids)
+    status = effective_status(storage.read_json(path / "status.json", default={}) or {}, live_ids, path)
     return {
         "id": path.name,
         "kind": status.get("kind", "?"),
@@ -314,7 +327,7 @@ def load_run(run_id: str, root: Path | None = None, live_ids: set[str] | None = 
         "id": run_id,
         "path": str(path),
         "config": storage.read_json(path / "config.json", default={}),
-        "status": effective_status(storage.read_json(path / "status.json", default={}), live_ids),
+        "status": effective_status(storage.read_json(path / "status.json", default={}), live_ids, path),
         "history": read_history(path),
         "log": log,
     }

@@ -144,3 +144,33 @@ def test_a_killed_vae_run_resumes_from_the_studio_and_its_status_follows_the_cli
             assert rc == 2 and "is being written by another process" in err
         bad = client.predict("nope", api_name="/vae_resume")
         assert "no run 'nope'" in bad[0]
+
+
+def test_a_run_written_inside_a_live_job_reads_as_running(tmp_path):
+    """The baseline of a student + baseline job is a second run the job writes (holding its lock): the
+    Runs tab shows it running while the job runs, not interrupted."""
+    import threading
+
+    from studio.context import Studio
+    from studio.tabs.runs import run_rows
+
+    gate, inside = threading.Event(), threading.Event()
+    sub = runs.create_run("train3d", {"epochs": 1}, root=tmp_path, run_id="pair-baseline")
+
+    def pair(ctx, config):
+        with runs.RunLock(sub):
+            runs.RunRecorder(sub).start("running")
+            inside.set()
+            gate.wait(30)
+            runs.RunRecorder(sub).finish("succeeded", "done")
+
+    runner = JobRunner(runs_root=tmp_path)
+    studio = Studio(runner=runner, data_root=tmp_path, cache_root=tmp_path, runs_root=tmp_path,
+                    scratch=tmp_path / "scratch")
+    job = runner.submit(pair, kind="train3d", config={"epochs": 1})
+    assert inside.wait(30)
+    states = {r[0]: r[2] for r in run_rows(studio)}
+    assert states == {job: "running", "pair-baseline": "running"}, states
+    gate.set()
+    assert runner.wait(job, timeout=30)["state"] == "succeeded"
+    assert {r[0]: r[2] for r in run_rows(studio)}["pair-baseline"] == "succeeded"
