@@ -41,25 +41,24 @@ def error_text(exc: BaseException) -> str:
 
 
 def availability_md() -> str:
-    """The teachers and whether each can run here, as a Markdown list marked in words (**available** /
-    *not available*), not ✅ / ⛔, which render as empty boxes without an emoji font."""
+    """The teachers and whether each can run here, as a Markdown list marked in words ("(available)" /
+    "(not available)"), not ✅ / ⛔, which render as empty boxes without an emoji font."""
     from engine.teachers.base import teacher_availability
 
-    return "\n".join(f"- `{r['name']}` — {'**available**' if r['available'] else '*not available*'}: {r['reason']}"
+    return "\n".join(f"- `{r['name']}` ({'available' if r['available'] else 'not available'}): {r['reason']}"
                      for r in teacher_availability())
 
 
 def settings_md(settings: dict | None) -> str:
     """A settings dict as a compact ``key = value`` line (``grid = 96 · alpha_threshold = 128``), not a raw
-    Python dict; nested dicts are flattened with dots."""
+    Python dict; nested dicts are flattened with dots, unset (None) values left out."""
     def flat(d, prefix=""):
         for k, v in (d or {}).items():
-            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)] * (v is not None)
 
     return " · ".join(f"`{k} = {v}`" for k, v in flat(settings)) or "defaults"
 
 
-ALL_VIEWS = ("front", "left", "back", "right")  # engine.geometry.camera.VIEW_NAMES (studio never imports torch)
 MISSING_VIEW_COST = {  # what a missing view costs each model, said next to its result
     "student": "the student was trained on all four views and sees a missing one as empty, so the sides it "
                "cannot see come out as a rough, blob-like guess",
@@ -74,12 +73,13 @@ MISSING_VIEW_COST = {  # what a missing view costs each model, said next to its 
 def views_note(given, models=("student",)) -> str:
     """A line for a result made from uploaded photos: which views were given and, when some are missing,
     what that costs each of ``models`` (``"student"`` or a teacher name)."""
-    given = [v for v in ALL_VIEWS if v in set(given)]
-    if len(given) == len(ALL_VIEWS):
-        return "Views given: all four (front, left, back, right)."
-    missing = [v for v in ALL_VIEWS if v not in given]
-    costs = [MISSING_VIEW_COST.get(m.split("-")[0] if m.startswith("hunyuan") else m,
-                                   f"{m} guesses the missing views from the others") for m in models]
+    from engine.geometry.camera import VIEW_NAMES
+
+    given = [v for v in VIEW_NAMES if v in set(given)]
+    if len(given) == len(VIEW_NAMES):
+        return f"Views given: all four ({', '.join(VIEW_NAMES)})."
+    missing = [v for v in VIEW_NAMES if v not in given]
+    costs = [MISSING_VIEW_COST.get(m, f"{m} guesses the missing views from the ones it has") for m in models]
     return (f"**Views given: {len(given)} of 4** ({', '.join(given) or 'none'}); missing: {', '.join(missing)}. "
             + " ".join(c[0].upper() + c[1:] + "." for c in costs))
 

@@ -19,8 +19,9 @@ COUNTERS = {"time", "seconds", "seconds_per_step", "step", "epoch", "global_step
 SCHEDULES = ("alpha", "lr", "temperature")  # set by the schedule, not learned: one panel each
 METRIC_MARKS = ("val_", "iou", "psnr", "ssim", "fscore", "cka", "accuracy")  # a key with one of these is a metric
 LOG_SPAN = 20.0  # a panel's values spanning more than this ratio (all > 0) get a log axis
-PANEL_PX, GAP_PX, TITLE_PX = 200, 70, 100  # px: one panel; between panels (axis, its title, the next legend); rest
-MARGIN = dict(l=60, r=12, t=60, b=40)
+PANEL_PX, GAP_PX = 200, 50  # px: one panel; between panels (x axis and its title), plus the next panel's legend
+LEGEND_ROW_PX, LEGEND_PER_ROW = 20, 5  # a legend row above a panel holds about 5 entries in a half-width plot
+MARGIN = dict(l=60, r=12, t=40, b=40)  # t: the figure's title; each panel's legend rows are added to it
 
 
 @dataclass
@@ -50,7 +51,7 @@ def key_group(key: str) -> str | None:
     """``"loss"``, ``"metric"`` or ``"schedule"`` for a history key; None for a counter."""
     if key in COUNTERS or key.startswith("n_") or key.endswith(("_seconds", "_steps", "_ms")):
         return None
-    if key in SCHEDULES:
+    if key in SCHEDULES or key.startswith(tuple(f"{k}_" for k in SCHEDULES)):  # alpha_batch: α per batch
         return "schedule"
     return "metric" if any(m in key for m in METRIC_MARKS) else "loss"
 
@@ -71,9 +72,11 @@ def panels_figure(panels: Sequence[Panel], title: str = "", empty: str = "no met
         if lines:
             drawn.append((p, lines))
     n = max(len(drawn), 1)
-    height = TITLE_PX + PANEL_PX * n + GAP_PX * (n - 1)
-    area = height - MARGIN["t"] - MARGIN["b"]  # px of the plotting area, panels and gaps
-    fig = make_subplots(rows=n, cols=1, vertical_spacing=GAP_PX / area if n > 1 else 0.0)
+    rows = [-(-len(lines) // LEGEND_PER_ROW) for _, lines in drawn] or [1]  # legend rows above each panel
+    top, gap = MARGIN["t"] + LEGEND_ROW_PX * rows[0], GAP_PX + LEGEND_ROW_PX * max(rows[1:], default=1)
+    height = top + MARGIN["b"] + PANEL_PX * n + gap * (n - 1)
+    area = height - top - MARGIN["b"]  # px of the plotting area, panels and gaps
+    fig = make_subplots(rows=n, cols=1, vertical_spacing=gap / area if n > 1 else 0.0)
     for i, (p, lines) in enumerate(drawn, start=1):
         legend = "legend" if i == 1 else f"legend{i}"
         for key, xs, ys in lines:
@@ -84,10 +87,11 @@ def panels_figure(panels: Sequence[Panel], title: str = "", empty: str = "no met
         fig.update_yaxes(title_text=p.title + (" (log)" if log else ""), type="log" if log else "linear",
                          title_font_size=11, row=i, col=1)
         fig.update_xaxes(title_text=p.x_key or "record", title_font_size=11, title_standoff=4, row=i, col=1)
-        top = fig.layout[f"yaxis{'' if i == 1 else i}"].domain[1]
-        fig.layout[legend] = dict(orientation="h", x=0, xanchor="left", y=top, yanchor="bottom",
+        panel_top = fig.layout[f"yaxis{'' if i == 1 else i}"].domain[1]
+        fig.layout[legend] = dict(orientation="h", x=0, xanchor="left", y=panel_top, yanchor="bottom",
                                   font_size=10, bgcolor="rgba(255,255,255,0)")
-    fig.update_layout(title=dict(text=title, font_size=14), height=height, margin=MARGIN, showlegend=True)
+    fig.update_layout(title=dict(text=title, font_size=14, y=1.0, yanchor="top", yref="container", pad=dict(t=10)),
+                      height=height, margin={**MARGIN, "t": top}, showlegend=True)
     if not drawn:
         fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
@@ -95,7 +99,8 @@ def panels_figure(panels: Sequence[Panel], title: str = "", empty: str = "no met
 
 def history_panels(history: Sequence[dict[str, Any]]) -> list[Panel]:
     """A run's history as panels: losses per step / batch (per epoch when the run logs no steps), metrics
-    per epoch, one panel per schedule key. Step records of a skipped (non-finite) step are left out."""
+    per epoch, one panel per schedule key that changes. Step records of a skipped (non-finite) step are
+    left out."""
     fine = [r for r in history if r.get("scope", "step") in ("step", "batch") and not r.get("skipped")]
     coarse = [r for r in history if r.get("scope") == "epoch"]
     x_fine = "global_step" if any("global_step" in r for r in fine) else None
@@ -109,7 +114,8 @@ def history_panels(history: Sequence[dict[str, Any]]) -> list[Panel]:
     sched_records, sched_x = (coarse, x_coarse) if keys(coarse, "schedule") else (fine, x_fine)
     return ([Panel("losses", loss_records, keys(loss_records, "loss"), loss_x),
              Panel("metrics", metric_records, keys(metric_records, "metric"), metric_x)]
-            + [Panel(k, sched_records, [k], sched_x) for k in keys(sched_records, "schedule")])
+            + [Panel(k, sched_records, [k], sched_x) for k in keys(sched_records, "schedule")
+               if len({r[k] for r in sched_records if k in r}) > 1])  # a constant lr says nothing as a line
 
 
 def history_figure(history: Sequence[dict[str, Any]], title: str = "history") -> go.Figure:

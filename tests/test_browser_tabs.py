@@ -131,7 +131,7 @@ def test_3d_pipeline_cache_train_compare_export(studio_url):
             png = canvas_png(page, f"#compare-{name}")
             widths[name] = painted_extent(png)[0]
             assert painted_pixels(png) > 1000, name
-        assert min(widths.values()) > 0.6 and max(widths.values()) - min(widths.values()) < 0.2, widths
+        assert min(widths.values()) > 0.5 and max(widths.values()) - min(widths.values()) < 0.2, widths
         assert "cd_l1" in page.locator("#compare-metrics").inner_text()
         # the run was evaluated when training finished: its worst shoe opens with one click
         worst = val[0]  # evaluation.json lists the val shoes worst first, as the table does

@@ -115,10 +115,10 @@ def test_cache_settings_and_teacher_availability_are_words_not_a_dict_or_emoji(t
     from studio.context import Studio
     from studio.tabs.cache import summary_md
 
-    md = settings_md({"grid": 96, "alpha_threshold": 128, "blur": {"voxels": 0.6}})
+    md = settings_md({"grid": 96, "alpha_threshold": 128, "blur": {"voxels": 0.6}, "steps": None})
     assert md == "`grid = 96` · `alpha_threshold = 128` · `blur.voxels = 0.6`"
     text = availability_md()
-    assert "**available**" in text and not has_emoji(text)
+    assert "(available)" in text and not has_emoji(text)
     roots = {n: tmp_path / n for n in ("data", "cache", "runs")}
     for p in roots.values():
         p.mkdir()
@@ -165,7 +165,7 @@ def test_runs_history_plots_losses_metrics_and_schedules_apart_never_counters():
                          "cd_teacher": 0.05, "cd_gt": 0.04, "edge": 0.001, "smooth": 0.01, "alpha": 0.9, "lr": 1e-3,
                          "seconds": 0.2, "time": 1.0})
         hist.append({"scope": "epoch", "epoch": e, "step": 2, "loss": 0.08, "val_cd_l1": 0.02, "val_fscore@1%": 0.4,
-                     "alpha": 0.9 - 0.3 * e, "lr": 1e-3, "seconds": 1.0, "seconds_per_step": 0.5, "best": True,
+                     "alpha": 0.9 - 0.3 * e, "lr": 1e-3 / e, "seconds": 1.0, "seconds_per_step": 0.5, "best": True,
                      "skipped_steps": 0})
     fig = plots.history_figure(hist)
     axes = _traces(fig)
@@ -173,6 +173,8 @@ def test_runs_history_plots_losses_metrics_and_schedules_apart_never_counters():
     assert axes["loss"] == axes["edge"] == "y" and axes["val_cd_l1"] == axes["val_fscore@1%"] == "y2"
     assert axes["alpha"] not in (axes["loss"], axes["val_cd_l1"], axes["lr"]) and len(set(axes.values())) == 4
     assert len(fig.data) <= 10 and len({t.legend for t in fig.data}) == 4  # one small legend per panel
+    constant = [{**r, "lr": 1e-3} for r in hist]  # a schedule that never changes gets no panel
+    assert "lr" not in _traces(plots.history_figure(constant))
 
 
 def test_train3d_val_cd_l1_and_alpha_are_on_separate_panels(tmp_path):

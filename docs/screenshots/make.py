@@ -6,7 +6,7 @@ Starts the studio (``python app.py``) on fresh temporary roots with 4 sample sho
 chromium through Playwright (the browser tests' helpers, ``tests/browser.py``) tab by tab: validate the
 data, run the visual-hull teacher, build the cache, train a student and its GT-only baseline (6 epochs),
 distil a tiny VAE, compare one shoe, export to ONNX, open the run in Runs. Each tab is captured at a
-1100 px wide window and saved as an 8-bit palette PNG (``<tab>.png``, well under 150 KB each). About
+1100 px wide window (at most 2300 px of it from the top) and saved as an 8-bit palette PNG (``<tab>.png``, well under 150 KB each). About
 5 minutes on 2 CPU cores; ``--keep`` leaves the temporary roots in place to look at.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.browser import (browser_page, choose, open_tab, set_number, studio_pr
                            wait_state)
 from tests.conftest import free_port, make_roots  # noqa: E402
 
-WIDTH, HEIGHT, MAX_HEIGHT = 1100, 900, 1500  # px: window, and the tallest capture kept
+WIDTH, HEIGHT, MAX_HEIGHT = 1100, 900, 2300  # px: window, and the tallest capture kept
 
 
 def save(page, out: Path, name: str) -> Path:
@@ -121,6 +121,7 @@ def main(argv=None) -> None:
             save(page, args.out, "export")
 
             open_tab(page, url, "Runs")
+            page.locator("#runs-table").get_by_text(run_id, exact=True).first.wait_for(timeout=60_000)
             choose(page, "#runs-select", run_id)
             page.locator("#runs-plot .js-plotly-plot").wait_for(timeout=60_000)
             save(page, args.out, "runs")

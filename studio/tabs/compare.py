@@ -20,9 +20,9 @@ from studio.components import error_text, photo_upload, poll_finished, refused, 
 from studio.context import Studio
 
 # (alpha °, beta °, radius): the same for the three viewers. The meshes are normalised (bbox centre at the
-# origin, longest side 1, toe along z); a three-quarter view from 1.15 units lets the shoe fill most of a
+# origin, longest side 1, toe along z); a three-quarter view from 1.3 units lets the shoe fill most of a
 # viewer's width (tests/test_browser_tabs.py measures it) instead of a quarter of it end-on.
-CAMERA = (45, 70, 1.15)
+CAMERA = (45, 70, 1.3)
 VIEWERS = ("teacher", "student", "gt")
 ROW_KEYS = ("model", *METRICS, "vertices", "faces")
 EMPTY_TABLE = {"headers": list(ROW_KEYS), "data": []}  # a cleared metrics table (no shoe with GT shown)

@@ -66,9 +66,9 @@ def missing_rows(studio: Studio, run_id: str, run: dict, evaluation: dict | None
     summary = (evaluation or {}).get("summary") or {}
     notes = []
     if not evaluation:
-        if state in runs.ACTIVE_STATES:
-            notes.append(f"no table yet: {run_id} is {state}")
-        elif state in ("cancelled", "failed", "interrupted"):
+        if state in runs.ACTIVE_STATES:  # the job is still on it: nothing is missing yet
+            return [f"no table yet: {run_id} is {state}"]
+        if state in ("cancelled", "failed", "interrupted"):
             notes.append(f"no table: {run_id} {state} before its evaluation — **Resume** it (training continues from "
                          f"its last epoch{', then the baseline' if cfg.get('with_baseline') else ''})")
         else:
@@ -170,7 +170,7 @@ def build(studio: Studio) -> None:
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
         loss_plot = gr.Plot(label="Losses", elem_id="train-loss-plot")
-        epoch_plot = gr.Plot(label="α and validation", elem_id="train-epoch-plot")
+        epoch_plot = gr.Plot(label="Validation and α", elem_id="train-epoch-plot")
     pair_plot = gr.Plot(label="Distillation: student vs GT-only baseline", elem_id="train-pair-plot")
     table = gr.Markdown(elem_id="train-comparison")
     # {"id": job id, "what": "train" | "pair" (student + baseline) | "evaluate", "run": the run it trains or evaluates}

@@ -76,7 +76,8 @@ def build(studio: Studio) -> None:
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="vae-start")
         stop = gr.Button("Stop", variant="stop", elem_id="vae-stop")
-        shown = gr.Dropdown(choices=run_ids(studio, KIND), label="Run", allow_custom_value=True, elem_id="vae-run")
+        shown = gr.Dropdown(choices=run_ids(studio, KIND), label="Run", allow_custom_value=True, elem_id="vae-run",
+                            scale=2, min_width=300)  # wide enough for a whole run ID
         resume = gr.Button("Resume", elem_id="vae-resume")
     progress = gr.HTML(elem_id="vae-progress")
     with gr.Row():
