@@ -129,3 +129,14 @@ def test_unsure_mask_is_refused_until_accepted(renders):
     assert "front" in refused.unsure and "front" not in refused.views and "mask confidence" in refused.errors["front"]
     accepted = prepare_views({"front": photo}, accept_unsure=True)
     assert "front" in accepted.views and "confidence" in accepted.notes["front"]
+
+
+def test_tilted_photos_are_levelled(renders):
+    from engine.data.photos import level_angle
+
+    rgba = renders["shoe_001"]["left"]
+    assert level_angle(rgba[:, :, 3] > 0) == 0.0  # a calibrated view is already level
+    tilted = np.asarray(Image.fromarray(rgba, "RGBA").rotate(5.0, Image.Resampling.BILINEAR, expand=True))
+    assert abs(level_angle(tilted[:, :, 3] > 127) + 5.0) <= 0.75
+    framed = prepare_views({"left": tilted, "front": renders["shoe_001"]["front"]}).views["left"]
+    assert iou(framed[:, :, 3] > 0, rgba[:, :, 3] > 0) > 0.93
