@@ -123,7 +123,8 @@ def main(argv=None) -> None:
             open_tab(page, url, "Runs")
             page.locator("#runs-table").get_by_text(run_id, exact=True).first.wait_for(timeout=60_000)
             choose(page, "#runs-select", run_id)
-            page.locator("#runs-plot .js-plotly-plot").wait_for(timeout=60_000)
+            page.locator("#runs-plot .scatterlayer .trace").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(2500)  # one live refresh after the pick
             save(page, args.out, "runs")
     finally:
         if args.keep:

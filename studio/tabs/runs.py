@@ -69,8 +69,8 @@ def build(studio: Studio) -> None:
     def refresh_all(run_id):
         rows = run_rows(studio)
         ids = [r[0] for r in rows]
-        return (rows, gr.update(choices=ids, value=run_id if run_id in ids else None),
-                *run_detail(studio, run_id if run_id in ids else None))
+        # the choices only: a refresh that set the value too could undo a pick made while it ran
+        return (rows, gr.update(choices=ids), *run_detail(studio, run_id if run_id in ids else None))
 
     def on_select(evt: gr.SelectData, rows):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -93,7 +93,7 @@ def build(studio: Studio) -> None:
     outputs = [table, selected, status, cfg, plot, log]
     refresh.click(refresh_all, inputs=[selected], outputs=outputs, api_name="refresh_runs")
     selected.change(lambda rid: run_detail(studio, rid), inputs=[selected], outputs=[status, cfg, plot, log],
-                    api_name="run_detail")
+                    api_name="run_detail", show_progress="minimal")
     table.select(on_select, inputs=[table], outputs=[selected])
     cancel.click(do_cancel, inputs=[selected], outputs=[cancel_note], api_name="cancel_run")
     selected.change(lambda _rid: "", inputs=[selected], outputs=[cancel_note])  # a reply about another run
