@@ -20,8 +20,8 @@ SCHEDULES = ("alpha", "lr", "temperature")  # set by the schedule, not learned: 
 METRIC_MARKS = ("val_", "iou", "psnr", "ssim", "fscore", "cka", "accuracy")  # a key with one of these is a metric
 LOG_SPAN = 20.0  # a panel's values spanning more than this ratio (all > 0) get a log axis
 PANEL_PX, GAP_PX = 200, 50  # px: one panel; between panels (x axis and its title), plus the next panel's legend
-LEGEND_ROW_PX, LEGEND_PER_ROW = 20, 5  # a legend row above a panel holds about 5 entries in a half-width plot
-MARGIN = dict(l=60, r=12, t=40, b=40)  # t: the figure's title; each panel's legend rows are added to it
+LEGEND_ROW_PX, LEGEND_WIDTH_PX = 20, 420  # a legend row's height; its width in a half-width plot (1400 px window)
+MARGIN = dict(l=60, r=12, t=56, b=40)  # t: the figure's title (below the viewer's label); + the first legend's rows
 
 
 @dataclass
@@ -56,6 +56,18 @@ def key_group(key: str) -> str | None:
     return "metric" if any(m in key for m in METRIC_MARKS) else "loss"
 
 
+def legend_rows(names: Sequence[str]) -> int:
+    """Rows a horizontal legend of ``names`` takes: each entry ≈ 40 px (symbol, gaps) + 6.5 px a character
+    (10 px font), wrapped at ``LEGEND_WIDTH_PX``."""
+    rows, used = 1, 0.0
+    for name in names:
+        width = 40 + 6.5 * len(name)
+        if used and used + width > LEGEND_WIDTH_PX:
+            rows, used = rows + 1, 0.0
+        used += width
+    return rows
+
+
 def _series(records: Sequence[dict], key: str, x_key: str | None) -> tuple[list, list]:
     pts = [(r.get(x_key, i) if x_key else i, r[key]) for i, r in enumerate(records) if _number(r.get(key))]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -72,7 +84,7 @@ def panels_figure(panels: Sequence[Panel], title: str = "", empty: str = "no met
         if lines:
             drawn.append((p, lines))
     n = max(len(drawn), 1)
-    rows = [-(-len(lines) // LEGEND_PER_ROW) for _, lines in drawn] or [1]  # legend rows above each panel
+    rows = [legend_rows([k for k, *_ in lines]) for _, lines in drawn] or [1]  # legend rows above each panel
     top, gap = MARGIN["t"] + LEGEND_ROW_PX * rows[0], GAP_PX + LEGEND_ROW_PX * max(rows[1:], default=1)
     height = top + MARGIN["b"] + PANEL_PX * n + gap * (n - 1)
     area = height - top - MARGIN["b"]  # px of the plotting area, panels and gaps
@@ -90,7 +102,7 @@ def panels_figure(panels: Sequence[Panel], title: str = "", empty: str = "no met
         panel_top = fig.layout[f"yaxis{'' if i == 1 else i}"].domain[1]
         fig.layout[legend] = dict(orientation="h", x=0, xanchor="left", y=panel_top, yanchor="bottom",
                                   font_size=10, bgcolor="rgba(255,255,255,0)")
-    fig.update_layout(title=dict(text=title, font_size=14, y=1.0, yanchor="top", yref="container", pad=dict(t=10)),
+    fig.update_layout(title=dict(text=title, font_size=14, y=1.0, yanchor="top", yref="container", pad=dict(t=26)),
                       height=height, margin={**MARGIN, "t": top}, showlegend=True)
     if not drawn:
         fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
@@ -112,9 +124,11 @@ def history_panels(history: Sequence[dict[str, Any]]) -> list[Panel]:
     loss_records, loss_x = (fine, x_fine) if keys(fine, "loss") else (coarse, x_coarse)
     metric_records, metric_x = (coarse, x_coarse) if keys(coarse, "metric") else (fine, x_fine)
     sched_records, sched_x = (coarse, x_coarse) if keys(coarse, "schedule") else (fine, x_fine)
+    scheds = keys(sched_records, "schedule")
+    scheds = [k for k in scheds if k.split("_")[0] == k or k.split("_")[0] not in scheds]  # alpha, not alpha_batch too
     return ([Panel("losses", loss_records, keys(loss_records, "loss"), loss_x),
              Panel("metrics", metric_records, keys(metric_records, "metric"), metric_x)]
-            + [Panel(k, sched_records, [k], sched_x) for k in keys(sched_records, "schedule")
+            + [Panel(k, sched_records, [k], sched_x) for k in scheds
                if len({r[k] for r in sched_records if k in r}) > 1])  # a constant lr says nothing as a line
 
 

@@ -16,13 +16,15 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.students.checkpoint import checkpoint_path
 from engine.teachers.base import teacher_names
 from engine.teachers.run import run_teacher
-from studio.components import error_text, photo_upload, poll_finished, refused, run_picker, start_job, views_note
+from studio import photo_preview
+from studio.components import (error_text, photo_upload, photos_md, poll_finished, refused, run_picker, start_job,
+                               views_note)
 from studio.context import Studio
 
 # (alpha °, beta °, radius): the same for the three viewers. The meshes are normalised (bbox centre at the
-# origin, longest side 1, toe along z); a three-quarter view from 1.3 units lets the shoe fill most of a
+# origin, longest side 1, toe along z); a three-quarter view from 1.45 units lets the shoe fill most of a
 # viewer's width (tests/test_browser_tabs.py measures it) instead of a quarter of it end-on.
-CAMERA = (45, 70, 1.3)
+CAMERA = (45, 70, 1.45)
 VIEWERS = ("teacher", "student", "gt")
 ROW_KEYS = ("model", *METRICS, "vertices", "faces")
 EMPTY_TABLE = {"headers": list(ROW_KEYS), "data": []}  # a cleared metrics table (no shoe with GT shown)
@@ -76,6 +78,7 @@ def build(studio: Studio) -> None:
             go_photos = gr.Button("Run the student", variant="primary", elem_id="compare-photos-go")
             teacher = gr.Dropdown(choices=teacher_names(), value=teacher_names()[0], label="Teacher")
             go_teacher = gr.Button("Run the teacher too (may be slow)", elem_id="compare-teacher-go")
+        accept = photo_preview.build(studio, uploads, "compare")
     progress = gr.HTML(elem_id="compare-progress")
     with gr.Row():
         viewers = {name: gr.Model3D(label=label, height=320, camera_position=CAMERA, elem_id=f"compare-{name}")
@@ -116,18 +119,20 @@ def build(studio: Studio) -> None:
         sid = evt.row_value[0] if evt.row_value else None
         return (gr.update(value=sid), *start_shoe(run_id, which, sid))
 
-    def start_photos(run_id, which, *files):
+    def start_photos(run_id, which, front, left, back, right, unsure=False):
+        files = (front, left, back, right)
         try:
             path = checkpoint_path(runs.run_dir(run_id or "", studio.runs_root), which)
         except UserError as exc:
             return refused(exc)
         return submit("photos", compare_photos, checkpoint=path, out_dir=studio.scratch,
-                      photos={name: f for name, f in zip(VIEW_NAMES, files)})
+                      photos={name: f for name, f in zip(VIEW_NAMES, files)}, accept_unsure=bool(unsure))
 
-    def start_teacher(name, *files):
+    def start_teacher(name, front, left, back, right, unsure=False):
+        files = (front, left, back, right)
         paths = {n: f for n, f in zip(VIEW_NAMES, files) if f}
         state, bar, tick = submit("teacher", run_teacher, teacher=name, settings={"preset": "balanced"},
-                                  out_dir=studio.scratch, view_paths=paths)
+                                  out_dir=studio.scratch, view_paths=paths, accept_unsure=bool(unsure))
         return (dict(state, teacher=name, views=list(paths)) if state else state), bar, tick
 
     def start_eval(run_id):
@@ -153,12 +158,13 @@ def build(studio: Studio) -> None:
         elif what == "photos":  # uploads: no GT, so the shoe's metrics table no longer applies
             out.update({viewers["teacher"]: None, viewers["student"]: res["student_glb"], viewers["gt"]: None,
                         table: EMPTY_TABLE})
-            out[notes] = f"- student on the uploaded photos: {res['stats']['student_ms']} ms; no GT, so no colours " \
-                         f"or metrics\n- {views_note(res['stats']['views'])}"
+            out[notes] = photos_md(f"student on the uploaded photos: {res['stats']['student_ms']} ms; no GT, so no "
+                                   f"colours or metrics\n{res.get('photos') or ''}", views_note(res["stats"]["views"]))
         elif what == "teacher":
             out.update({viewers["teacher"]: res["glb"], viewers["gt"]: None, table: EMPTY_TABLE})
-            out[notes] = f"- teacher `{state['teacher']}` on the uploaded photos: {res['stats'].get('seconds', 0):.1f} s" \
-                         f"\n- {views_note(state['views'], (state['teacher'],))}"
+            out[notes] = photos_md(f"teacher `{state['teacher']}` on the uploaded photos: "
+                                   f"{res['stats'].get('seconds', 0):.1f} s\n{res.get('photos') or ''}",
+                                   views_note(res["views"], (state["teacher"],)))
         else:  # evaluate
             out[worst], out[worst_note] = worst_rows(studio, run_id)
         return out
@@ -167,8 +173,8 @@ def build(studio: Studio) -> None:
     run.change(pick_run, inputs=[run], outputs=[shoe, worst, worst_note])
     go.click(start_shoe, inputs=[run, ckpt, shoe], outputs=started, api_name="compare_shoe")
     worst.select(open_worst, inputs=[run, ckpt], outputs=[shoe, *started])
-    go_photos.click(start_photos, inputs=[run, ckpt, *uploads], outputs=started, api_name="compare_photos")
-    go_teacher.click(start_teacher, inputs=[teacher, *uploads], outputs=started, api_name="compare_teacher")
+    go_photos.click(start_photos, inputs=[run, ckpt, *uploads, accept], outputs=started, api_name="compare_photos")
+    go_teacher.click(start_teacher, inputs=[teacher, *uploads, accept], outputs=started, api_name="compare_teacher")
     evaluate.click(start_eval, inputs=[run], outputs=started, api_name="compare_evaluate")
     timer.tick(poll, inputs=[job, run],
                outputs=[progress, *(viewers[n] for n in VIEWERS), table, notes, worst, worst_note, job, timer],
