@@ -8,9 +8,10 @@ queued → running → succeeded / failed / cancelled). ``ctx.run_dir`` is ``Non
 without a run.
 
 Lanes: each device lane (``cpu``, ``cuda``) has one worker thread, so one heavy job runs per lane at
-a time and the others wait in submission order. A job that raises is marked ``failed`` with its
-message and traceback; the worker carries on with the next job. Engine functions that can run as a
-job take ``ctx`` as their first argument and accept ``NULL_CONTEXT`` (``engine.progress``) when called
+a time and the others wait in submission order. The ``light`` lane is for jobs of a second or two
+that a user waits on while a heavy one runs (the photo previews of the upload boxes). A job that
+raises is marked ``failed`` with its message and traceback; the worker carries on with the next
+job. Engine functions that can run as a job take ``ctx`` as their first argument and accept ``NULL_CONTEXT`` (``engine.progress``) when called
 directly.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from engine import runs
 from engine.progress import NULL_CONTEXT, Context, JobCancelled  # noqa: F401 - re-exported: the job API
 
-LANES = ("cpu", "cuda")
+LANES = ("cpu", "cuda", "light")
 LOG_TAIL = 500
 STOPPING = "stopping: cancel requested, it ends at its next step"
 

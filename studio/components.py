@@ -84,6 +84,12 @@ def views_note(given, models=("student",)) -> str:
             + " ".join(c[0].upper() + c[1:] + "." for c in costs))
 
 
+def photos_md(summary: str | None, note: str) -> str:
+    """A result's photo lines (``PreparedViews.summary``: what each view became, or why it was left out)
+    and its ``views_note``, as a Markdown list."""
+    return "\n".join(f"- {line}" for line in [*(summary or "").splitlines(), note] if line)
+
+
 ETA_IN_MESSAGE = re.compile(r"(\s*·\s*|^)ETA\s+\d[^·]*?(?=\s*·|\s*$)")  # an engine step's own "· ETA 4m 26s"
 
 

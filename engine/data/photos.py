@@ -62,6 +62,7 @@ class PreparedViews:
     notes: dict[str, str] = field(default_factory=dict)  # {view: "segmented, confidence 0.97"}
     errors: dict[str, str] = field(default_factory=dict)  # {view: why it cannot be used}
     unsure: dict[str, np.ndarray] = field(default_factory=dict)  # {view: framed view refused for confidence}
+    confidence: dict[str, float] = field(default_factory=dict)  # {view: mask confidence} of every masked view
 
     def summary(self) -> str:
         """One line per given view: what it became, or why it was left out."""
@@ -234,6 +235,7 @@ def prepare_views(photos: dict, size: int = IMAGE_SIZE, accept_unsure: bool = Fa
             out.errors[view] = str(exc)
             continue
         masked[view] = level(photo)
+        out.confidence[view] = photo.confidence
         note = photo.method if photo.method != "segmented" else f"segmented, confidence {photo.confidence:.2f}"
         if photo.confidence < MIN_CONFIDENCE and not accept_unsure:
             unsure.add(view)

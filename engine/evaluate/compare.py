@@ -157,9 +157,10 @@ def compare_shoe(ctx, run_dir: Path, shoe_id: str, out_dir: Path, checkpoint: st
             "normalisation": NORMALISATION, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def compare_photos(ctx, checkpoint: Path, photos: dict, out_dir: Path) -> dict:
-    """The student mesh for 1-4 uploaded photos (``engine.infer``): ``{"student_glb", "stats"}``.
-    There is no GT, so the mesh is not coloured; the teacher runs separately, on request."""
+def compare_photos(ctx, checkpoint: Path, photos: dict, out_dir: Path, accept_unsure: bool = False) -> dict:
+    """The student mesh for 1-4 uploaded photos (``engine.infer``): ``{"student_glb", "photos", "stats"}``
+    (``photos``: what each photo became, one line per view). There is no GT, so the mesh is not coloured;
+    the teacher runs separately, on request. ``accept_unsure``: use masks under the confidence bar."""
     from engine.data.mesh_files import viewer_glb
     from engine.infer import load_predictor, views_from_photos
 
@@ -167,7 +168,7 @@ def compare_photos(ctx, checkpoint: Path, photos: dict, out_dir: Path) -> dict:
     t0 = time.perf_counter()
     ctx.progress(0.1, "loading the student")
     predictor = load_predictor(Path(checkpoint))
-    views, prepared = views_from_photos(photos, predictor.image_size)
+    views, prepared = views_from_photos(photos, predictor.image_size, accept_unsure=accept_unsure)
     ctx.progress(0.5, "running the student")
     t1 = time.perf_counter()
     verts = predictor.predict(views)

@@ -8,11 +8,13 @@ from engine.geometry.camera import VIEW_NAMES
 from engine.progress import NULL_CONTEXT
 
 
-def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], out_dir: Path) -> dict:
+def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], out_dir: Path,
+                accept_unsure: bool = False) -> dict:
     """Load the photos (any of front / left / back / right, at least one; masked and framed by
     ``engine.data.photos.prepare_views``), run ``teacher`` and write a viewer GLB into ``out_dir``.
-    Returns ``{"stats", "glb", "vertices", "faces", "photos"}`` (arrays for downloads; ``photos``: one
-    line per given view saying what it became or why it was left out).
+    Returns ``{"stats", "glb", "vertices", "faces", "photos", "views"}`` (arrays for downloads; ``photos``:
+    one line per given view saying what it became or why it was left out; ``views``: those used).
+    ``accept_unsure``: use masks under the confidence bar (the user looked at the preview).
 
     Bad photos, unknown views and unavailable teachers raise ``UserError`` with the reason.
     """
@@ -28,7 +30,7 @@ def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], o
     if not paths:
         raise UserError("give at least one photo (front, left, back or right)")
     ctx.progress(0.05, "loading photos")
-    prepared = prepare_views({name: Path(p) for name, p in paths.items()})
+    prepared = prepare_views({name: Path(p) for name, p in paths.items()}, accept_unsure=accept_unsure)
     for why in prepared.errors.values():
         ctx.log(f"left out: {why}")
     views = prepared.views
@@ -41,4 +43,4 @@ def run_teacher(ctx, teacher: str, settings: dict, view_paths: dict[str, str], o
     ctx.progress(0.95, "writing the mesh")
     glb = viewer_glb(out_dir, result.vertices, result.faces, name=f"teacher-{teacher}")
     return {"stats": result.stats, "glb": str(glb), "vertices": result.vertices, "faces": result.faces,
-            "photos": prepared.summary()}
+            "photos": prepared.summary(), "views": list(views)}

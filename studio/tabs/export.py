@@ -12,7 +12,9 @@ from engine.evaluate.compare import compare_photos
 from engine.export.mesh_student import (EXPORT_DIR, EXPORT_KIND, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME,
                                         export_student)
 from engine.geometry.camera import VIEW_NAMES
-from studio.components import job_state, photo_upload, poll_finished, progress_html, refused, run_picker, start_job
+from studio import photo_preview
+from studio.components import (job_state, photo_upload, photos_md, poll_finished, progress_html, refused, run_picker,
+                               start_job, views_note)
 from studio.context import Studio
 
 
@@ -109,6 +111,7 @@ def build(studio: Studio) -> None:
     with gr.Row():
         try_go = gr.Button("Run ONNX student", elem_id="export-try")
         variant = gr.Radio(["fp32", "int8"], value="fp32", label="Model")
+    accept = photo_preview.build(studio, uploads, "export")
     viewer = gr.Model3D(label="ONNX student mesh", height=320, elem_id="export-model")
     try_notes = gr.Markdown()
     job = gr.State(None)  # {"id", "what"}: "export" | "try"
@@ -127,14 +130,15 @@ def build(studio: Studio) -> None:
             return refused(exc)
         return job_state(job_id, "export"), progress_html(studio.runner.get(job_id)), gr.Timer(active=True)
 
-    def start_try(run_id, which_model, *photos):
+    def start_try(run_id, which_model, front, left, back, right, unsure=False):
+        photos = (front, left, back, right)
         report = existing_report(studio, run_id)
         key = "onnx_int8" if which_model == "int8" else "onnx"
         path = ((report or {}).get("files") or {}).get(key)
         if not path:
             return refused(UserError(f"export the run first{' with INT8' if key == 'onnx_int8' else ''}"))
         return submit("try", compare_photos, checkpoint=Path(path), out_dir=studio.scratch,
-                      photos={name: f for name, f in zip(VIEW_NAMES, photos)})
+                      photos={name: f for name, f in zip(VIEW_NAMES, photos)}, accept_unsure=bool(unsure))
 
     def poll(state):
         out, res = poll_finished(studio.runner, state, progress, timer, job)
@@ -145,14 +149,15 @@ def build(studio: Studio) -> None:
         else:  # try
             stats = res["stats"]
             out[viewer] = res["student_glb"]
-            out[try_notes] = f"ONNX student on {', '.join(stats['views'])}: {stats['vertices']} vertices in " \
-                             f"{stats['student_ms']} ms"
+            out[try_notes] = photos_md(f"ONNX student on {', '.join(stats['views'])}: {stats['vertices']} vertices "
+                                       f"in {stats['student_ms']} ms\n{res.get('photos') or ''}",
+                                       views_note(stats["views"]))
         return out
 
     run.change(lambda rid: (*show_report(existing_report(studio, rid)), None, ""), inputs=[run],
                outputs=[parity, latency, summary, files, viewer, try_notes], api_name="export_show")
     go.click(start_export, inputs=[run, ckpt, int8, threads], outputs=[job, progress, timer], api_name="export_run")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
-    try_go.click(start_try, inputs=[run, variant, *uploads], outputs=[job, progress, timer], api_name="export_try")
+    try_go.click(start_try, inputs=[run, variant, *uploads, accept], outputs=[job, progress, timer], api_name="export_try")
     timer.tick(poll, inputs=[job], outputs=[progress, parity, latency, summary, files, viewer, try_notes, job, timer],
                api_name="export_poll", show_progress="hidden")

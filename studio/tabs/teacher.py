@@ -11,8 +11,9 @@ from engine.teachers.base import PRESETS, teacher_names
 from engine.teachers.run import run_teacher
 from engine.train.teacher_pretrain import corpus_and_pretrain
 from engine.progress import NULL_CONTEXT
-from studio.components import (availability_md, error_text, job_snapshot, job_state, photo_upload, poll_progress,
-                               progress_html, refused, run_ids, start_job, views_note)
+from studio.components import (availability_md, error_text, job_snapshot, job_state, photo_upload, photos_md,
+                               poll_progress, progress_html, refused, run_ids, start_job, views_note)
+from studio import photo_preview
 from studio.context import Studio
 
 PRETRAIN_KIND = "teacher-pretrain"
@@ -32,6 +33,7 @@ def build(studio: Studio) -> None:
                 with gr.Row():
                     uploads = [photo_upload(label=name, image_mode="RGBA", height=140,
                                         sources=["upload"], elem_id=f"teacher-upload-{name}") for name in VIEW_NAMES]
+                accept = photo_preview.build(studio, uploads, "teacher", models=("visual-hull", "occupancy"))
             source = gr.Radio(["dataset shoe", "uploaded photos"], value="dataset shoe", label="Use")
             with gr.Row():
                 teacher = gr.Dropdown(choices=teacher_names(), value=teacher_names()[0], label="Teacher")
@@ -77,7 +79,8 @@ def build(studio: Studio) -> None:
         except UserError:
             return gr.update(choices=[])
 
-    def start(src, ds, sid, t, p, octr, sd, *files):
+    def start(src, ds, sid, t, p, octr, sd, front, left, back, right, unsure=False):
+        files = (front, left, back, right)
         try:
             if src == "dataset shoe":
                 found = layout.find_shoe(studio.dataset_path(ds), sid or "")
@@ -89,7 +92,7 @@ def build(studio: Studio) -> None:
         except (UserError, ValueError, TypeError) as exc:
             return (*refused(exc), gr.update())
         state, bar, tick = start_job(studio.runner, run_teacher, "teacher", "generate", teacher=t, settings=settings,
-                                     view_paths=paths, out_dir=studio.scratch)
+                                     view_paths=paths, out_dir=studio.scratch, accept_unsure=bool(unsure))
         # the previous mesh's download no longer matches what will be shown: cleared
         return (dict(state, teacher=t, views=list(paths)) if state else state), bar, tick, None
 
@@ -99,7 +102,7 @@ def build(studio: Studio) -> None:
         if snap and snap["state"] == "succeeded":
             res = studio.runner.result(state["id"])
             out.update({model3d: res["glb"], stats: res["stats"], download: None,
-                        views_md: views_note(state["views"], (state["teacher"],))})
+                        views_md: photos_md(res.get("photos"), views_note(res["views"], (state["teacher"],)))})
         return out
 
     def prepare(state, fm, n):
@@ -145,7 +148,7 @@ def build(studio: Studio) -> None:
     pt_stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[pt_job])
     pt_timer.tick(poll_pretrain, inputs=[pt_job], outputs=[pt_progress, pt_timer], show_progress="hidden")
     dataset.change(shoes_of, inputs=[dataset], outputs=[shoe])
-    go.click(start, inputs=[source, dataset, shoe, teacher, preset, octree, seed, *uploads],
+    go.click(start, inputs=[source, dataset, shoe, teacher, preset, octree, seed, *uploads, accept],
              outputs=[job, progress, timer, download], api_name="teacher_generate")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     timer.tick(poll, inputs=[job], outputs=[progress, model3d, views_md, stats, download, timer],
