@@ -11,8 +11,8 @@ Lanes: each device lane (``cpu``, ``cuda``) has one worker thread, so one heavy 
 a time and the others wait in submission order. The ``light`` lane is for jobs of a second or two
 that a user waits on while a heavy one runs (the photo previews of the upload boxes). A job that
 raises is marked ``failed`` with its message and traceback; the worker carries on with the next
-job. Engine functions that can run as a job take ``ctx`` as their first argument and accept ``NULL_CONTEXT`` (``engine.progress``) when called
-directly.
+job. Engine functions that can run as a job take ``ctx`` as their first argument and accept
+``NULL_CONTEXT`` (``engine.progress``) when called directly.
 """
 from __future__ import annotations
 
