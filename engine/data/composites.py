@@ -99,11 +99,12 @@ def composite(rgba: np.ndarray, rng, kind: str | None = None, max_rotation_deg: 
     alpha = rgba[..., 3] > 0
     ys, xs = np.nonzero(alpha)
     crop = rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    tilted = Image.fromarray(crop, "RGBA").rotate(float(rng.uniform(-max_rotation_deg, max_rotation_deg)),
+                                                   Image.Resampling.BILINEAR, expand=True)
     target = rng.uniform(0.4, 0.8) * max(h, w)  # object's longest side in photo pixels
-    scale = min(target / max(crop.shape[:2]), 0.85 * h / crop.shape[0], 0.85 * w / crop.shape[1])
-    obj = Image.fromarray(crop, "RGBA").resize((max(1, round(crop.shape[1] * scale)),
-                                                 max(1, round(crop.shape[0] * scale))), Image.Resampling.BILINEAR)
-    obj = obj.rotate(float(rng.uniform(-max_rotation_deg, max_rotation_deg)), Image.Resampling.BILINEAR, expand=True)
+    scale = min(target / max(tilted.size), 0.85 * h / tilted.size[1], 0.85 * w / tilted.size[0])  # never cut off
+    obj = tilted.resize((max(1, round(tilted.size[0] * scale)), max(1, round(tilted.size[1] * scale))),
+                        Image.Resampling.BILINEAR)
     ow, oh = obj.size
     cx = w / 2 + rng.uniform(-0.15, 0.15) * w
     cy = h / 2 + rng.uniform(-0.15, 0.15) * h

@@ -5,7 +5,7 @@ the object mask, framed as ``engine.geometry.camera`` says. Two entry points:
 
 * ``prepare_views(photos)`` — **photos** (uploads, ``infer``, ``teacher run``): any size and aspect,
   the object anywhere. Each view is read (EXIF orientation applied), masked, checked, then all views
-  of the shoe are **levelled** (``level_angle``: the tilt within ±10 degrees that makes the subject
+  of the shoe are **levelled** (``level_angle``: the tilt within ±8 degrees that makes the subject
   lowest) and **framed together** by ``camera.frame_boxes`` (box centred, scaled by one rule so
   relative scale is kept). A view that cannot be used gets one message naming it and why (no subject
   found, subject cut off at the border, mask confidence too low); the other views still work.
@@ -35,7 +35,8 @@ MIN_SIDE = 32  # pixels
 MAX_SIDE = 4096  # pixels
 MIN_SUBJECT_FRACTION = 0.002  # of the photo's pixels: less is "no subject found"
 CUT_OFF_FRACTION = 0.03  # of a side's length: a mask touching that much of the border is cut off
-MAX_TILT_DEG = 10.0  # photos are levelled within this in-plane rotation (0.25 degree steps)
+MAX_TILT_DEG = 8.0  # photos are levelled within this in-plane rotation (0.25 degree steps)
+MIN_TILT_GAIN = 0.01  # ... when levelling lowers the subject by this share of its upright height
 MIN_VIEW_COVERAGE = 0.02  # of a calibrated view: less is a sliver (sample shoes: 5 % at least, 13 % median)
 MAX_HEIGHT_SPREAD = 0.10  # calibrated views' mask heights may differ by this share of the tallest (sample: 1.7 %)
 
@@ -139,8 +140,10 @@ def subject_problem(photo: MaskedPhoto, name: str) -> str | None:
 def level_angle(mask: np.ndarray, max_deg: float = MAX_TILT_DEG, step: float = 0.25) -> float:
     """The in-plane rotation (degrees, counter-clockwise as ``PIL.Image.rotate`` takes it) within
     ``±max_deg`` that makes the (H, W) bool mask the lowest: a shoe stands on its sole, so a calibrated
-    view is at its lowest upright (0 on every sample view) and a tilted phone photo is levelled by it
-    (error under 1 degree on sample views tilted by up to 6). 0 for an empty mask."""
+    view is at its lowest upright and a tilted phone photo is levelled by it. A rounded (rocker) sole
+    keeps the height nearly flat over several degrees, so a tilt counts only when it lowers the subject
+    by more than ``MIN_TILT_GAIN`` of its upright height (tilts under about 1-2 degrees are left: they
+    cost little). 0 for an empty mask and on every calibrated sample view."""
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return 0.0
@@ -150,8 +153,9 @@ def level_angle(mask: np.ndarray, max_deg: float = MAX_TILT_DEG, step: float = 0
     xs, ys = xs - xs.mean(), ys - ys.mean()
     angles = np.deg2rad(np.arange(-max_deg, max_deg + 1e-9, step))
     heights = [np.ptp(ys * np.cos(a) - xs * np.sin(a)) for a in angles]
-    best = angles[int(np.argmin(heights))]
-    return float(np.rad2deg(best)) if abs(heights[int(np.argmin(heights))] - heights[len(angles) // 2]) > 0.5 else 0.0
+    k = int(np.argmin(heights))
+    upright = heights[len(angles) // 2]
+    return float(np.rad2deg(angles[k])) if upright - heights[k] > MIN_TILT_GAIN * upright else 0.0
 
 
 def level(photo: MaskedPhoto) -> MaskedPhoto:
