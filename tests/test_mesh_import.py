@@ -92,3 +92,26 @@ def test_view_problems_cut_off_and_height_disagreement():
     short = np.zeros_like(view)
     short[30:40, 10:50, 3] = 255
     assert any("disagree in height" in p and "front 20 px" in p for p in view_problems({"front": view, "left": short}))
+
+
+def test_data_tab_imports_uploaded_meshes_with_an_up_axis_and_validates_them(lying, tmp_path):
+    import time
+
+    from gradio_client import Client, handle_file
+
+    from tests.conftest import make_roots, served_studio
+
+    roots = make_roots(tmp_path / "studio")
+    with served_studio(roots, scratch=tmp_path / "scratch") as (url, studio):
+        client = Client(url, verbose=False)
+        bar, _ = client.predict([handle_file(str(lying / "blade.stl"))], "../x", "auto", api_name="/import_meshes")
+        assert "dataset name" in bar or "outside" in bar  # refused, nothing written
+        client.predict([handle_file(str(lying / "blade.stl")), handle_file(str(lying / "post_x.stl"))], "scans",
+                       "auto", api_name="/import_meshes")
+        end = time.time() + 120
+        while studio.runner.active() and time.time() < end:
+            time.sleep(0.3)
+        record = json.loads((roots["data"] / "scans" / "import.json").read_text())
+        assert set(record) == {"blade", "post_x"} and record["blade"]["up"] == "auto"
+        cov = _coverage(roots["data"] / "scans", "blade")
+        assert cov["left"] > 0.2  # rotated: its face to the side cameras, not four slivers

@@ -242,3 +242,30 @@ def render_meshes_into_layout(ctx, meshes_dir: Path, out: Path, up: str = "y") -
         rows.append(row)
         ctx.progress((i + 1) / len(files), f"{path.name} -> {sid}")
     return rows
+
+
+def render_mesh_files(ctx, files: list, out: Path, up: str = "y") -> list[dict]:
+    """``render_meshes_into_layout`` for a list of mesh files (the Data tab's uploads): each is staged by
+    its own file name in a temporary folder (a hard link, or a copy across file systems) and the folder
+    is rendered into ``out``. ``UserError`` when no file is given or a name repeats."""
+    import os
+    import shutil
+    import tempfile
+
+    from engine.config import UserError
+
+    files = [Path(f) for f in (files or []) if f]
+    if not files:
+        raise UserError(f"upload at least one mesh file ({', '.join(MESH_SUFFIXES)})")
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise UserError("two uploads have the same file name; rename one")
+    with tempfile.TemporaryDirectory(prefix="ds-meshes-") as tmp:
+        for f in files:
+            if not f.is_file():
+                raise UserError(f"{f.name}: no such file")
+            try:
+                os.link(f, Path(tmp) / f.name)
+            except OSError:
+                shutil.copyfile(f, Path(tmp) / f.name)
+        return render_meshes_into_layout(ctx, Path(tmp), out, up=up)

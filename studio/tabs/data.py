@@ -1,4 +1,4 @@
-"""Data tab: pick a dataset (or build the built-in sample shoes), validate it, look at one shoe."""
+"""Data tab: pick a dataset (or build the built-in sample shoes, or import meshes), validate it, look at one shoe."""
 from __future__ import annotations
 
 import gradio as gr
@@ -6,6 +6,7 @@ import gradio as gr
 from engine.config import UserError, confine
 from engine.data import layout
 from engine.data.mesh_files import viewer_glb
+from engine.data.render import MESH_SUFFIXES, render_mesh_files
 from engine.data.sample_shoes import build_sample
 from studio.components import error_text, is_finished, job_snapshot, job_state, poll_progress, progress_html
 from studio.context import Studio
@@ -63,6 +64,17 @@ def build(studio: Studio) -> None:
         gr.Markdown("**Few scans, many photos**: with N > 0 only the first N shoes keep their ground-truth mesh "
                     "(dataset `sample-gtN`); the others are photo-only shoes, which a student learns from through "
                     "the teacher alone (its term has weight 1 for them) and which never enter the GT metrics.")
+    with gr.Accordion("Import meshes (scans, CAD): render them into a dataset", open=False):
+        gr.Markdown("Each mesh is rotated so its up axis is +Y, normalised and rendered into the four views; "
+                    "the rotation is kept in the dataset's `import.json`. A scan lying along another axis renders "
+                    "as slivers (Validate says so): pick its up axis, or **auto** (principal axes: the longest "
+                    "horizontal, as a shoe's length; the shortest across, so a flat object shows its face).")
+        with gr.Row():
+            meshes = gr.File(file_count="multiple", file_types=list(MESH_SUFFIXES), label="mesh files",
+                             elem_id="data-meshes")
+            import_name = gr.Textbox(label="dataset name", placeholder="e.g. scans", elem_id="data-import-name")
+            up = gr.Radio(["y", "z", "x", "auto"], value="y", label="up axis", elem_id="data-import-up")
+            import_btn = gr.Button("Import", elem_id="data-import")
     progress = gr.HTML(elem_id="data-progress")
     summary = gr.Markdown()
     table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, label="Validation", elem_id="data-table")
@@ -73,7 +85,7 @@ def build(studio: Studio) -> None:
         gallery = gr.Gallery(label="Views (front, left, back, right)", columns=4, height=260, format="png",
                              elem_id="data-views")
         model = gr.Model3D(label="Ground truth", height=320, elem_id="data-gt")
-    job = gr.State(None)  # {"id": job id, "what": "sample" | "check", "dataset": name}
+    job = gr.State(None)  # {"id": job id, "what": "sample" | "import" | "check", "dataset": name}
     timer = gr.Timer(1.0, active=False)
 
     def start_check(name):
@@ -96,13 +108,24 @@ def build(studio: Studio) -> None:
         return job_state(job_id, "sample", dataset=name), progress_html(studio.runner.get(job_id)), \
             gr.Timer(active=True)
 
+    def start_import(files, name, axis):
+        try:
+            out = studio.dataset_path(name)
+            paths = [getattr(f, "name", f) for f in (files or [])]
+            job_id = studio.runner.submit(render_mesh_files, kind="data-import", with_run=False, files=paths,
+                                          out=out, up=axis or "y")
+        except (UserError, ValueError, TypeError) as exc:
+            return None, error_text(exc), gr.Timer(active=False)
+        return job_state(job_id, "import", dataset=name), progress_html(studio.runner.get(job_id)), \
+            gr.Timer(active=True)
+
     def poll(state):
         if not state:
             return {timer: gr.Timer(active=False)}
         snap = studio.runner.get(state["id"])
         if not is_finished(snap):
             return {progress: progress_html(snap)}
-        if state["what"] == "sample" and snap["state"] == "succeeded":
+        if state["what"] in ("sample", "import") and snap["state"] == "succeeded":
             nxt, bar, _ = start_check(state["dataset"])  # validate what was just built
             return {job: nxt, progress: bar, timer: gr.Timer(active=True),
                     dataset: gr.update(choices=layout.list_datasets(studio.data_root), value=state["dataset"])}
@@ -121,6 +144,8 @@ def build(studio: Studio) -> None:
 
     check.click(start_check, inputs=[dataset], outputs=[job, progress, timer], api_name="validate_dataset")
     build_btn.click(start_sample, inputs=[count, seed, gt], outputs=[job, progress, timer], api_name="build_sample")
+    import_btn.click(start_import, inputs=[meshes, import_name, up], outputs=[job, progress, timer],
+                     api_name="import_meshes")
     cancel.click(do_cancel, inputs=[job], outputs=[progress])
     timer.tick(poll, inputs=[job], outputs=[job, progress, summary, table, dataset, shoe, timer],
                show_progress="hidden")
