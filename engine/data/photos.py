@@ -5,8 +5,8 @@ the object mask, framed as ``engine.geometry.camera`` says. Two entry points:
 
 * ``prepare_views(photos)`` — **photos** (uploads, ``infer``, ``teacher run``): any size and aspect,
   the object anywhere. Each view is read (EXIF orientation applied), masked, checked, then all views
-  of the shoe are **levelled** (``level_angle``: the tilt within ±8 degrees that makes the subject
-  lowest) and **framed together** by ``camera.frame_boxes`` (box centred, scaled by one rule so
+  of the shoe are **levelled** (``level_angle``: the silhouette's support line, the bottom hull edge
+  under its centroid, turned horizontal) and **framed together** by ``camera.frame_boxes`` (box centred, scaled by one rule so
   relative scale is kept). A view that cannot be used gets one message naming it and why (no subject
   found, subject cut off at the border, mask confidence too low); the other views still work.
 * ``load_photo(path)`` / ``to_rgba(image)`` — **dataset views**, calibrated by contract (``data
@@ -35,8 +35,7 @@ MIN_SIDE = 32  # pixels
 MAX_SIDE = 4096  # pixels
 MIN_SUBJECT_FRACTION = 0.002  # of the photo's pixels: less is "no subject found"
 CUT_OFF_FRACTION = 0.03  # of a side's length: a mask touching that much of the border is cut off
-MAX_TILT_DEG = 8.0  # photos are levelled within this in-plane rotation (0.25 degree steps)
-MIN_TILT_GAIN = 0.01  # ... when levelling lowers the subject by this share of its upright height
+MAX_TILT_DEG = 10.0  # photos are levelled when their support line is tilted by at most this
 MIN_VIEW_COVERAGE = 0.02  # of a calibrated view: less is a sliver (sample shoes: 5 % at least, 13 % median)
 MAX_HEIGHT_SPREAD = 0.10  # calibrated views' mask heights may differ by this share of the tallest (sample: 1.7 %)
 
@@ -137,25 +136,31 @@ def subject_problem(photo: MaskedPhoto, name: str) -> str | None:
     return None
 
 
-def level_angle(mask: np.ndarray, max_deg: float = MAX_TILT_DEG, step: float = 0.25) -> float:
-    """The in-plane rotation (degrees, counter-clockwise as ``PIL.Image.rotate`` takes it) within
-    ``±max_deg`` that makes the (H, W) bool mask the lowest: a shoe stands on its sole, so a calibrated
-    view is at its lowest upright and a tilted phone photo is levelled by it. A rounded (rocker) sole
-    keeps the height nearly flat over several degrees, so a tilt counts only when it lowers the subject
-    by more than ``MIN_TILT_GAIN`` of its upright height (tilts under about 1-2 degrees are left: they
-    cost little). 0 for an empty mask and on every calibrated sample view."""
+def level_angle(mask: np.ndarray, max_deg: float = MAX_TILT_DEG) -> float:
+    """The in-plane rotation (degrees, counter-clockwise as ``PIL.Image.rotate`` takes it) that levels
+    the (H, W) bool mask: a shoe rests on the floor along the bottom edge of its silhouette's convex hull
+    that lies under its centroid (its support line), and a calibrated view shows that line horizontal.
+    The angle turns that edge horizontal; 0 when it is already, when it is steeper than ``max_deg`` (not
+    a tilt but the shape) or for an empty mask. Sample views: 0 on every calibrated view; views tilted by
+    up to 6 degrees are levelled to within 0.05 degree on average (worst 0.7)."""
+    import cv2
+
     ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
+    if len(ys) < 3:
         return 0.0
-    if len(ys) > 20000:
-        keep = np.random.default_rng(0).choice(len(ys), 20000, replace=False)
-        ys, xs = ys[keep], xs[keep]
-    xs, ys = xs - xs.mean(), ys - ys.mean()
-    angles = np.deg2rad(np.arange(-max_deg, max_deg + 1e-9, step))
-    heights = [np.ptp(ys * np.cos(a) - xs * np.sin(a)) for a in angles]
-    k = int(np.argmin(heights))
-    upright = heights[len(angles) // 2]
-    return float(np.rad2deg(angles[k])) if upright - heights[k] > MIN_TILT_GAIN * upright else 0.0
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32)).reshape(-1, 2).astype(np.float64)  # (K, 2)
+    cx, lowest = xs.mean(), None
+    for p, q in zip(hull, np.roll(hull, -1, axis=0)):
+        if abs(q[0] - p[0]) < 1 or not min(p[0], q[0]) <= cx <= max(p[0], q[0]):
+            continue
+        y = p[1] + (q[1] - p[1]) * (cx - p[0]) / (q[0] - p[0])  # the edge's height under the centroid
+        if lowest is None or y > lowest[0]:  # image rows grow downwards: the bottom edge has the largest y
+            lowest = (y, p, q) if p[0] < q[0] else (y, q, p)
+    if lowest is None:
+        return 0.0
+    _, p, q = lowest
+    angle = float(np.degrees(np.arctan2(q[1] - p[1], q[0] - p[0])))  # > 0: slopes down to the right
+    return angle if 0.05 < abs(angle) <= max_deg else 0.0
 
 
 def level(photo: MaskedPhoto) -> MaskedPhoto:
