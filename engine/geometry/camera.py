@@ -32,9 +32,9 @@ Framing photos (``frame_boxes``; ``engine.data.photos.prepare_views`` applies it
     A photo is not calibrated: the object sits anywhere, at any size, in an image of any aspect. Since
     the views are orthographic and the shape is centred on its bounding box, a calibrated view shows
     the object's silhouette box **centred** in the image, and its **height** (world Y, vertical in
-    every view) is the same in all four views. So every view of a shoe is framed by one rule (after ``engine.data.photos.level_angle`` has turned its
-    support line horizontal): its mask's
-    box centre moves to the image centre, and it is scaled so that its box height is the shoe's height
+    every view) is the same in all four views. So every view of a shoe is framed by one rule (after
+    ``engine.data.photos.level_angle`` has turned its support line horizontal): its mask's box centre
+    moves to the image centre, and it is scaled so that its box height is the shoe's height
     in pixels, ``height_world * IMAGE_SIZE / ORTHO_EXTENT``. The shoe's height in world units (longest
     side 1) follows from the box aspect ratios: width / height from the front or back view, length /
     height from the left or right view (means where both are given); ``height_world = 1 / max(1,
