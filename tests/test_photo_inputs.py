@@ -140,3 +140,18 @@ def test_tilted_photos_are_levelled(renders):
     assert abs(level_angle(tilted[:, :, 3] > 127) + 5.0) <= 0.25
     framed = prepare_views({"left": tilted, "front": renders["shoe_001"]["front"]}).views["left"]
     assert iou(framed[:, :, 3] > 0, rgba[:, :, 3] > 0) > 0.93
+
+
+def test_opaque_rgba_dataset_views_pass_data_check(renders, tmp_path):
+    from engine.data.layout import check_dataset
+    from engine.geometry.camera import VIEW_NAMES
+
+    folder = tmp_path / "ds" / "input_images" / "opaque"
+    folder.mkdir(parents=True)
+    for view in VIEW_NAMES:  # the same calibrated render as an opaque RGBA PNG on white
+        rgba = renders["shoe_000"]["front" if view in ("front", "back") else "left"]
+        rgb = np.where(rgba[:, :, 3:] > 0, rgba[:, :, :3], 255).astype(np.uint8)
+        Image.fromarray(np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], 2), "RGBA").save(
+            folder / f"{view}.png")
+    (row,) = check_dataset(None, tmp_path / "ds")
+    assert row["status"] == "photo-only" and row["problems"] == [], row

@@ -29,6 +29,13 @@ def app(tmp_path_factory):
     alpha = left[:, :, 3:] / 255.0  # the shoe on a backdrop of its own main colour: an unsure mask
     same = np.clip(np.ones_like(left[:, :, :3]) * main_colours(left)[0] * (1 - alpha) + left[:, :, :3] * alpha, 0, 255)
     Image.fromarray(same.astype(np.uint8)).save(base / "blends_in.png")
+    front = np.asarray(Image.open(shoe / "front.png"))  # a phone JPEG: stored turned, EXIF orientation 6
+    rgb = np.where(front[:, :, 3:] > 0, front[:, :, :3], 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_90).save(base / "phone.jpg", quality=95, exif=exif)
+    opaque = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], 2)  # RGBA, alpha 255 everywhere
+    Image.fromarray(opaque, "RGBA").save(base / "opaque.png")
     with served_studio(roots, scratch=base / "scratch") as (url, studio):
         yield Client(url, verbose=False), studio, shoe, base
 
@@ -55,6 +62,16 @@ def test_preview_shows_what_each_photo_became_and_what_is_missing(app):
     assert len(gallery) == 2 and all(Image.open(g["image"]).size == (160, 160) for g in gallery)
     assert "back: not used: back view (noise.png): no subject found" in note
     assert "Views given: 2 of 4" in note and "missing: back, right" in note and "blob" in note
+
+
+def test_phone_jpeg_with_exif_and_opaque_rgba_are_used(app):
+    client, _, shoe, base = app
+    gallery, note = preview(client, "export", [base / "phone.jpg", None, base / "opaque.png", None])
+    captions = [g["caption"] for g in gallery]
+    assert captions == ["front: plain backdrop", "back: plain backdrop"], (captions, note)
+    front = np.asarray(Image.open(gallery[0]["image"]).convert("L")) < 140  # the shoe, upright (not turned)
+    back = np.asarray(Image.open(gallery[1]["image"]).convert("L")) < 140
+    assert (front & back).sum() / max((front | back).sum(), 1) > 0.8
 
 
 def test_unsure_mask_is_shown_and_refused_until_accepted(app):
