@@ -68,11 +68,16 @@ def test_teacher_tab_generates_and_offers_downloads(app):
     assert len(trimesh.load(path).faces) <= 300
 
 
-def test_train3d_tab_trains_student_and_baseline_then_evaluates(app):
-    client, studio, roots = app
+def ensure_fast_cache(client, studio, roots) -> None:
+    """The visual-hull fast cache of the sample, built through the Cache tab once per module."""
     if not (roots["cache"] / "sample-visual-hull-fast").is_dir():
         client.predict("sample", "visual-hull", "fast", 0, "", api_name="/build_cache")
         wait_idle(studio)
+
+
+def test_train3d_tab_trains_student_and_baseline_then_evaluates(app):
+    client, studio, roots = app
+    ensure_fast_cache(client, studio, roots)
     client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 2, 1e-3, 2, 2.0, 1.0, 4, 0, True, 0.0,
                    api_name="/train_start")
     wait_idle(studio, timeout=240)
@@ -97,9 +102,7 @@ def test_train3d_stop_then_resume_keeps_the_baseline_and_names_each_run_on_the_b
     """Issue 14 items 1-2: Stop during the student, the table says the baseline row is missing and why;
     Resume trains both (the table comes back with its baseline row); the one bar names the run it shows."""
     client, studio, roots = app
-    if not (roots["cache"] / "sample-visual-hull-fast").is_dir():
-        client.predict("sample", "visual-hull", "fast", 0, "", api_name="/build_cache")
-        wait_idle(studio)
+    ensure_fast_cache(client, studio, roots)
     client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 6, 1e-3, 2, 2.0, 1.0, 4, 1, True, 0.0,
                    api_name="/train_start")
     main = [j for j in studio.runner.jobs() if j["kind"] == "train3d"][-1]["id"]

@@ -92,7 +92,8 @@ def build(studio: Studio) -> None:
         except (UserError, ValueError, TypeError) as exc:
             return (*refused(exc), gr.update())
         state, bar, tick = start_job(studio.runner, run_teacher, "teacher", "generate", teacher=t, settings=settings,
-                                     view_paths=paths, out_dir=studio.scratch, accept_unsure=bool(unsure))
+                                     view_paths=paths, out_dir=studio.scratch, accept_unsure=bool(unsure),
+                                     calibrated=src == "dataset shoe")
         # the previous mesh's download no longer matches what will be shown: cleared
         return (dict(state, teacher=t, views=list(paths)) if state else state), bar, tick, None
 
