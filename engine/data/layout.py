@@ -72,15 +72,6 @@ def _candidate_names(root: Path) -> tuple[list[str], list[str]]:
     return folders, stems
 
 
-def list_datasets(data_root: Path) -> list[str]:
-    """Names of the folders directly under ``data_root`` that hold an ``input_images/`` folder, sorted
-    (``[]`` when ``data_root`` does not exist)."""
-    data_root = Path(data_root)
-    if not data_root.is_dir():
-        return []
-    return sorted(p.name for p in data_root.iterdir() if (p / IMAGES_DIR).is_dir())
-
-
 def list_shoes(root: Path) -> list[Shoe]:
     """Every shoe with a valid ID (a photo folder and/or a GT OBJ), sorted by ID.
 
@@ -281,7 +272,8 @@ def summarise(rows: list[dict]) -> dict[str, int]:
 
 
 def list_datasets(data_root: Path) -> list[str]:
-    """Names of the folders directly under ``data_root`` that hold an ``input_images/`` folder, sorted."""
+    """Names (valid IDs) of the folders directly under ``data_root`` that hold an ``input_images/`` folder,
+    sorted; ``[]`` when ``data_root`` does not exist."""
     root = Path(data_root)
     if not root.is_dir():
         return []
