@@ -5,9 +5,9 @@
   photo. Each photo goes through ``engine.data.photos.prepare_views`` (EXIF orientation, a mask from
   alpha, a plain backdrop or GrabCut, the subject checked, all views framed by the camera module's
   rule) and the views are stacked by ``engine.data.views.stack_views``, as in training. A missing or
-  unusable view is all zeros, as a missing view is in training. Any non-empty subset of the four views is accepted (the CLI
-  asks for ``--front`` at least); the student was trained on all four, so fewer views give a rougher
-  mesh, most of all without the front view.
+  unusable view is all zeros, as a missing view is in training. Any non-empty subset of the four
+  views is accepted (the CLI asks for ``--front`` at least); the student was trained on all four, so
+  fewer views give a rougher mesh, most of all without the front view.
 * ``load_predictor(path)``: a ``.pt`` student checkpoint (``engine.students.checkpoint.load_student``) or a
   ``student.onnx`` / ``student.int8.onnx`` written by ``engine.export.export_student`` (its
   ``student.json`` and ``student.faces.json`` are read from beside it). The predictor has
@@ -195,7 +195,7 @@ def infer(ctx, checkpoint: Path, out: Path, shoe_dir: Path | None = None, photos
     else:
         views, prepared = views_from_photos(photos, predictor.image_size)
         used = [n for n in VIEW_NAMES if n in prepared.views]
-        for view, why in prepared.errors.items():
+        for why in prepared.errors.values():
             ctx.log(f"left out: {why}")
     ctx.check_cancelled()
     ctx.progress(0.5, "predicting")

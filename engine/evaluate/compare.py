@@ -176,9 +176,8 @@ def compare_photos(ctx, checkpoint: Path, photos: dict, out_dir: Path, accept_un
     glb = viewer_glb(Path(out_dir), verts, predictor.faces, name="student-upload")
     used = [name for name in VIEW_NAMES if name in prepared.views]
     return {"student_glb": str(glb), "photos": prepared.summary(),
-            "stats": {"views": used, "vertices": int(len(verts)),
-                                               "faces": int(len(predictor.faces)), "student_ms": round(ms, 1),
-                                               "seconds": round(time.perf_counter() - t0, 3)}}
+            "stats": {"views": used, "vertices": int(len(verts)), "faces": int(len(predictor.faces)),
+                      "student_ms": round(ms, 1), "seconds": round(time.perf_counter() - t0, 3)}}
 
 
 def worst_shoes(run_dir: Path, limit: int = 10) -> list[dict]:
