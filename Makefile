@@ -1,7 +1,8 @@
 # Distillation Studio — two commands do everything:
 #   make run    install what is missing, build the sample shoes on first use, start the studio
 #   make test   install what is missing, run the whole test suite
-# Installing is idempotent: a stamp keyed on the requirement files' hash skips pip when nothing changed.
+# Installing is idempotent: a stamp keyed on the requirement files' hash skips pip when nothing changed,
+# and one keyed on package-lock.json skips npm (onnxruntime-web, for the exported student's web page).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,15 +12,17 @@ PORT   ?= 7860
 APT_PACKAGES := chromium dataset-fashion-mnist
 REQ_HASH := $(shell cat requirements.txt requirements-nodeps.txt | sha256sum | cut -c1-16)
 PIP_STAMP := $(VENV)/.installed-$(REQ_HASH)
+NPM_HASH := $(shell cat package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+NPM_STAMP := node_modules/.installed-$(NPM_HASH)
 SAMPLE := data/sample/sample.json
 PYTEST_ARGS ?=
 
 export GRADIO_ANALYTICS_ENABLED := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-packages run test bench sample clean-venv
+.PHONY: install system-packages node-packages run test bench sample clean-venv
 
-install: $(PIP_STAMP) system-packages
+install: $(PIP_STAMP) system-packages node-packages
 
 $(PIP_STAMP): requirements.txt requirements-nodeps.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,23 @@ system-packages:
 	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }; \
 	  else echo "note: Debian packages missing:$$missing (run 'sudo apt-get install$$missing')"; fi; \
 	fi
+
+# onnxruntime-web at the version package-lock.json pins (the export's web bundle copies its wasm build from
+# node_modules/). npm ci runs only when node_modules is missing or the lock changed; without npm, as root
+# with apt it installs Debian's nodejs + npm first, otherwise a note says what to install.
+node-packages: $(NPM_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "apt-get install nodejs npm"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm >/dev/null 2>&1 || \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; }; \
+	  fi; \
+	fi; \
+	if command -v npm >/dev/null; then \
+	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; \
+	else echo "note: npm is missing (run 'sudo apt-get install nodejs npm', then make install): exports are written without their web bundle"; fi
 
 # Built on first use; a build that was interrupted (sample.json without "complete": true) resumes.
 sample: $(PIP_STAMP)

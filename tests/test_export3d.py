@@ -84,7 +84,8 @@ def test_onnx_matches_torch_on_random_and_real_views_at_batch_1_and_3(trained, e
 def test_export_files_report_and_int8_model(trained, exported):
     out, rep = exported["out"], exported["report"]
     assert rep["files"] == {"onnx": str(out / ONNX_NAME), "onnx_int8": str(out / INT8_NAME),
-                            "faces": str(out / FACES_NAME), "meta": str(out / META_NAME)}
+                            "faces": str(out / FACES_NAME), "meta": str(out / META_NAME),
+                            "web": str(out / "web"), "web_zip": str(out / "student-web.zip")}
     meta = json.loads((out / META_NAME).read_text())
     assert meta["image_size"] == 32 and meta["views"] == list(VIEW_NAMES) and meta["student_config"]["width"] == 4
     assert meta["input"]["shape"] == ["batch", 4, 4, 32, 32] and meta["faces"] == FACES_NAME

@@ -325,11 +325,14 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
         sessions["onnxruntime int8"], files["onnxruntime int8"] = int8_session, int8_path
     x = val_views[:1] if val_views is not None else random_views[:1]
     lat = latency_rows(student, sessions, files, x, threads, rounds=rounds, repeats=repeats, ctx=ctx)
+    from engine.export.web_bundle import bundle_files  # web/ + student-web.zip (None without onnxruntime-web)
+
+    web = bundle_files(out_dir, ctx)
     report = {"run": run_dir.name, "checkpoint": checkpoint, "epoch": ckpt["epoch"],
               "student_config": cfg.to_dict(), "image_size": s, "vertices": n_verts,
               "faces": len(faces), "threads": int(threads), "val_shoes": ids,
               "files": {"onnx": str(onnx_path), "onnx_int8": str(int8_path) if int8 else None,
-                        "faces": str(faces_path), "meta": str(meta_path)},
+                        "faces": str(faces_path), "meta": str(meta_path), **web},
               "parity_rows": rows, "parity_ok": all(r["ok"] for r in rows), "int8": int8_rep, "latency_rows": lat,
               "seconds": round(time.perf_counter() - t0, 3), "created": time.time()}
     report["markdown"] = format_markdown(report)
