@@ -19,6 +19,13 @@ at the start and the end):
   (GT alone, same seed and split), then ``evaluate_run``: the real seconds per epoch and total
   (target <= 600 s), student vs teacher val CD-L1 (target <= 1.25x) and student vs baseline.
 
+* ``--arms "A;B;..."``: instead, one ``--full-epochs`` run per arm, one after another in this process (each
+  arm is comma-separated ``KEY=VALUE`` config overrides, e.g. ``"threads=1;threads=2,n_points=5000"``), and
+  a table side by side: total seconds (loading included), seconds per epoch, the per-part breakdown of
+  an epoch (data, forward, loss = sampling + Chamfer + regularisers, backward, optimiser, validation,
+  other), final and best val CD-L1 and each arm's ratios to the first arm (target: <= 240 s for 50
+  epochs with the final val CD-L1 within 3 % of the first arm).
+
 ``--threads`` sets the training config's ``threads`` (default: the config's default). Data: ``--data``
 / ``--cache`` if given; else ``$DS_DATA/sample`` and ``$DS_CACHE/visual-hull-balanced`` when they
 exist; else the sample is built (``build_sample``) and cached with the visual-hull teacher, preset
@@ -27,6 +34,7 @@ balanced, under ``--work`` (default: a folder in the system temp dir, reused bet
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -45,6 +53,9 @@ from engine.config import cache_root, sample_root  # noqa: E402
 
 TARGET_FORWARD_MS = 15.0
 TARGET_50_EPOCHS_S = 600.0
+TARGET_ARM_50_EPOCHS_S = 240.0  # issue 17
+ARM_VAL_TOLERANCE = 0.03  # final val CD-L1 within 3 % of the first arm
+PARTS = ("data", "forward", "loss", "backward", "optimiser", "validation")
 TARGET_VS_TEACHER = 1.25
 VAL_LINE = re.compile(r"epoch (\d+)/\d+: .*\(validation ([0-9.]+) s\)")
 
@@ -70,6 +81,20 @@ def prepare(args) -> tuple[Path, Path]:
         build_cache(RunContext(None, quiet=True), data, cache, teacher="visual-hull",
                     settings=TeacherSettings(preset="balanced"))
     return data, cache
+
+
+def overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> config overrides (VALUE parsed as JSON, else kept as a string)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def forward_ms(rounds: int = 5, reps: int = 10) -> dict:
@@ -169,6 +194,9 @@ def main() -> int:
     parser.add_argument("--compare-threads", action="store_true", help="short training on 1 vs 2 threads, alternately")
     parser.add_argument("--full", action="store_true", help="train --full-epochs distilled + baseline and evaluate")
     parser.add_argument("--full-epochs", type=int, default=50)
+    parser.add_argument("--arms", default=None, help='";"-separated arms of "KEY=VALUE,..." overrides (see above)')
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training config key (JSON value), e.g. --set n_points=5000")
     args = parser.parse_args()
     from engine.train.distill_config import DEFAULTS
 
@@ -177,8 +205,11 @@ def main() -> int:
     run_root = Path(args.work) / "runs"
     print(f"data {data}\ncache {cache}\ntorch {torch.__version__}, training on {threads} thread(s), "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    if args.arms:
+        base = {"data": str(data), "cache": str(cache), "seed": 0, "threads": threads, **overrides(args.set)}
+        return compare_arms(run_root, base, args.arms, args.full_epochs)
     fwd = forward_ms()
-    cfg = {"data": str(data), "cache": str(cache), "seed": 0, "threads": threads}
+    cfg = {"data": str(data), "cache": str(cache), "seed": 0, "threads": threads, **overrides(args.set)}
     if args.full:
         t_run = train(run_root, {**cfg, "epochs": args.full_epochs})
         t_base = train(run_root, {**cfg, "epochs": args.full_epochs, "baseline": True})
@@ -201,6 +232,41 @@ def main() -> int:
     if args.full:
         epoch_rows(t_base, "baseline")
         evaluate(t_run["run"], t_base["run"])
+    return 0
+
+
+def epoch_parts(epochs: list[dict]) -> dict[str, float]:
+    """Mean seconds per epoch of each part (``<part>_seconds`` in the epoch records) and ``other``."""
+    out = {p: statistics.mean(r.get(f"{p}_seconds", 0.0) for r in epochs) for p in PARTS}
+    out["other"] = statistics.mean(r["seconds"] for r in epochs) - sum(out.values())
+    return out
+
+
+def compare_arms(run_root: Path, base: dict, arms: str, epochs: int) -> int:
+    """Train one run per arm (``epochs`` each) and print them side by side; see the module docstring."""
+    results = []
+    for arm in arms.split(";"):
+        extra = overrides([kv for kv in arm.split(",") if kv.strip()])
+        print(f"arm {arm or '(defaults)'}: training {epochs} epochs ...", flush=True)
+        t = train(run_root, {**base, "epochs": epochs, **extra})
+        results.append((arm or "(defaults)", t))
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+    cols = ["arm", "total s", "s/epoch", *PARTS, "other", "final val", "best val", "time/1st", "val/1st", "verdict"]
+    print(" | ".join(cols))
+    first_total, first_val = results[0][1]["total"], results[0][1]["epochs"][-1]["val_cd_l1"]
+    for name, t in results:
+        parts = epoch_parts(t["epochs"])
+        final = t["epochs"][-1]["val_cd_l1"]
+        best = min(r["val_cd_l1"] for r in t["epochs"])
+        secs = statistics.mean(r["seconds"] for r in t["epochs"])
+        same = abs(final / first_val - 1) <= ARM_VAL_TOLERANCE
+        fast = t["total"] <= TARGET_ARM_50_EPOCHS_S * epochs / 50
+        print(" | ".join([name, f"{t['total']:.1f}", f"{secs:.2f}", *(f"{parts[p]:.2f}" for p in (*PARTS, "other")),
+                          f"{final:.5f}", f"{best:.5f}", f"{t['total'] / first_total:.2f}x", f"{final / first_val:.3f}",
+                          ("PASS" if fast and same else "MISS") + f" (time {'ok' if fast else 'over'}, "
+                          f"val {'same' if same else 'differs'})"]))
+    print(f"verdict: total <= {TARGET_ARM_50_EPOCHS_S:g} s per 50 epochs (scaled to {epochs}) and final val CD-L1 "
+          f"within {ARM_VAL_TOLERANCE:.0%} of the first arm")
     return 0
 
 

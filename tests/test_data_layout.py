@@ -1,6 +1,8 @@
 """Dataset layout: listing, loading, and a validator that names every problem of a broken folder."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import trimesh
@@ -141,3 +143,32 @@ def test_load_mesh(tmp_path):
         load_mesh(path)
     with pytest.raises(UserError, match="no such mesh file"):
         load_mesh(tmp_path / "absent.obj")
+
+
+OBJ_HEAD = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\n"
+
+
+@pytest.mark.parametrize("body, problem", [
+    (b"f 1 2 3\r\nf 1 3 4\r\n", None),
+    (b"f 1/1 2/2 3/3\nf 1//1 2//2 4//4\n", None),
+    (b"f 10 2 3\nf 1 2 3\n", None),  # "10" is not 0 (the line is out of range, which trimesh's own checks catch)
+    (b"vn 0 0\nvt 0\nf 1 2 3\n", None),  # only v / f lines are checked
+    (b"v 0 0\nf 1 2 3\n", "line 5 is incomplete ('v 0 0')"),
+    (b"f 1 2 3\nf 1 2", "line 6 is incomplete ('f 1 2')"),
+    (b"f 1 2 3\nf 1\t2 \r\n", "line 6 is incomplete ('f 1\\t2')"),
+    (b"f 0 1 2\n", "line 5 has face index 0 ('f 0 1 2')"),
+    (b"f 1 2 3\nf 1 -0/4 3\n", "line 6 has face index 0"),
+    (b"f 1 2 3\nf 2 3 0//1\n", "line 6 has face index 0"),
+    (b"f 1 2 0\nv 1 1\n", "line 5 has face index 0"),  # the first offending line is named
+])
+def test_obj_line_check(tmp_path, body, problem):
+    """The one-pass OBJ check names the first truncated line or face index 0, with its number."""
+    from engine.data.layout import _check_obj_lines
+
+    path = tmp_path / "m.obj"
+    path.write_bytes(OBJ_HEAD + body)
+    if problem is None:
+        _check_obj_lines(path)
+    else:
+        with pytest.raises(UserError, match=re.escape(problem)):
+            _check_obj_lines(path)

@@ -272,8 +272,10 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         sampler.set_epoch(epoch)
         order = list(sampler)
         sums, n_ok = {}, 0
+        clock = PartClock()
         for step in range(1, steps_per_epoch + 1):
             t_step = time.perf_counter()
+            clock.start()
             stop = 1.0 if ctx.cancelled() else 0.0
             if _all_reduce([stop], world, "max")[0] > 0:
                 log(f"cancelled at epoch {epoch} step {step}; checkpoints/last.pt holds epoch {epoch - 1}")
@@ -282,8 +284,10 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             rows = order[(step - 1) * bs: step * bs]
             b = _batch(train, rows, device)
             alphas = item_alphas(alpha, b["has_teacher"], b["has_gt"]).to(device)  # (B,)
+            clock.lap("data")
             with FeatureHook(model) as hook:
                 verts = model(b["views"])  # (B, V, 3)
+            clock.lap("forward")
             loss, parts = None, {}
             if bool(torch.isfinite(verts).all()):
                 gen = torch.Generator(device=device).manual_seed(step_seed(cfg["seed"], epoch, step, rank))
@@ -295,11 +299,13 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                     lf = feature_loss(hook.output, feat[0].values[idx], feat[0].has[idx], feat[1], feat[0].kind)
                     loss = loss + cfg["lambda_feat"] * lf
                     parts["feat"] = float(lf.detach())
+            clock.lap("loss")
             # every rank takes the same branch (a rank skipping backward alone would hang DDP)
             bad = _all_reduce([float(loss is None or not bool(torch.isfinite(loss)))], world, "max")[0] > 0
             if not bad:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                clock.lap("backward")
                 bad = not all(bool(torch.isfinite(p.grad).all()) for p in student.parameters() if p.grad is not None)
                 bad = _all_reduce([float(bad)], world, "max")[0] > 0
             if bad:
@@ -314,6 +320,7 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                                            f"{epoch}; lower lr (now {cfg['lr']:g})")
                 continue
             optimizer.step()
+            clock.lap("optimiser")
             nan_streak = 0
             n_ok += 1
             parts["loss"] = float(loss.detach())
@@ -332,6 +339,7 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         t_val = time.perf_counter()
         vals = validate(student, val, bs, VAL_POINTS, device, rank, world)
         t_val = time.perf_counter() - t_val
+        clock.seconds["validation"] = t_val
         record = {k: v / max(n_ok, 1) for k, v in sums.items()}
         current = vals["val_cd_l1"] if has_val else record.get("loss", math.inf)
         is_best = best_val is None or current < best_val
@@ -340,7 +348,7 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         secs = time.perf_counter() - t_epoch
         metric({"scope": "epoch", "epoch": epoch, "step": steps_per_epoch, **record, **vals, "alpha": alpha,
                 "lr": optimizer.param_groups[0]["lr"], "seconds": secs, "seconds_per_step": secs / steps_per_epoch,
-                "best": is_best, "skipped_steps": steps_per_epoch - n_ok})
+                "best": is_best, "skipped_steps": steps_per_epoch - n_ok, **clock.record()})
         extra = {"projector": feat[1].state_dict()} if feat else None
         if writer:
             if is_best:
@@ -359,6 +367,30 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             "best_epoch": best_epoch, "best_val": best_val, "best_metric": "val_cd_l1" if has_val else "train_loss",
             "train": len(train), "val": len(val), "counts": counts, "nan_skipped": nan_skipped,
             "seconds": round(time.perf_counter() - t_start, 3), "baseline": cfg["baseline"]}
+
+
+class PartClock:
+    """Wall seconds spent in each part of a training epoch (data, forward, loss = sampling + Chamfer +
+    regularisers, backward, optimiser; validation is set by the caller), summed over the epoch's steps.
+    ``lap(part)`` charges the time since the previous lap (or the step's start) to ``part``."""
+
+    PARTS = ("data", "forward", "loss", "backward", "optimiser", "validation")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.PARTS, 0.0)
+        self._t = time.perf_counter()
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[part] += now - self._t
+        self._t = now
+
+    def record(self) -> dict:
+        """``{"<part>_seconds": s}`` for the epoch record (keys ending in ``_seconds`` are never plotted)."""
+        return {f"{k}_seconds": round(v, 4) for k, v in self.seconds.items()}
 
 
 def _mean_parts(parts: dict, world: int) -> dict:
