@@ -3,7 +3,7 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      make chromium dataset-fashion-mnist libgl1 libglib2.0-0 \
+      make chromium dataset-fashion-mnist libgl1 libglib2.0-0 nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -13,6 +13,9 @@ ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -m venv .venv \
  && .venv/bin/pip install --no-cache-dir -r requirements.txt \
  && .venv/bin/pip install --no-cache-dir --no-deps -r requirements-nodeps.txt
+# onnxruntime-web for the export's web bundle, at the version package-lock.json pins
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 COPY . .
 ENV GRADIO_ANALYTICS_ENABLED=False DS_HOST=0.0.0.0

@@ -5,8 +5,10 @@
 
 Writes ``student.onnx``, ``student.faces.json``, ``student.json`` (and ``student.int8.onnx`` with
 ``--int8``) plus ``export.json`` / ``export.md`` into ``--out`` (default ``runs/<id>/export/``) and prints
-the tables. The export itself is a run (kind ``export``, its own folder in the runs root), as in the
-studio, so the Runs tab lists it. Latency uses ``--threads`` threads for torch and ONNX Runtime alike. See
+the tables. With onnxruntime-web installed (``make install``) it also writes the web bundle, ``web/`` and
+``student-web.zip``: a static page that runs the student in a browser (``engine.export.web_bundle``). The
+export itself is a run (kind ``export``, its own folder in the runs root), as in the studio, so the Runs
+tab lists it. Latency uses ``--threads`` threads for torch and ONNX Runtime alike. See
 ``engine.export.mesh_student``.
 """
 from __future__ import annotations
@@ -36,6 +38,10 @@ def _export(args: argparse.Namespace) -> int:
     else:
         print(report["markdown"])
         print(f"wrote    {Path(report['files']['meta']).parent}/export.json")
+        web = report["files"].get("web")
+        print(f"web page {web}/index.html (try it: python -m http.server --directory {web}, then open "
+              "http://127.0.0.1:8000/)" if web else "web page not written: onnxruntime-web is not installed "
+              "(run 'make install')")
     if not report["parity_ok"]:
         print(f"parity FAILED: ONNX Runtime differs from torch by more than {TOLERANCE:g} (see the table)",
               file=sys.stderr)
@@ -44,7 +50,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a 3D training run's student to ONNX (parity, INT8, latency)")
+    p = sub.add_parser("export", help="export a 3D training run's student to ONNX (parity, INT8, latency) and "
+                                      "as a web page")
     p.add_argument("--run", required=True, help="training run ID")
     p.add_argument("--runs", default=None, help="runs folder (default $DS_RUNS or ./runs)")
     p.add_argument("--int8", action="store_true", help="also write an INT8 (dynamic quantisation) model")

@@ -160,10 +160,13 @@ def write_web_bundle(export_dir: Path) -> Path:
 
 def bundle_files(export_dir: Path, ctx=None) -> dict:
     """What ``export_student`` records: ``{"web": folder, "web_zip": zip}`` as strings, both None (and the
-    reason logged on ``ctx``) when onnxruntime-web is not installed: the ONNX export stands without it."""
+    reason logged on ``ctx``) when onnxruntime-web is not installed: the ONNX export stands without it, and
+    a bundle left from an earlier export (it would hold the earlier model) is removed."""
     try:
         folder = write_web_bundle(export_dir)
     except WebRuntimeMissing as exc:
+        shutil.rmtree(Path(export_dir) / WEB_DIR, ignore_errors=True)
+        (Path(export_dir) / ZIP_NAME).unlink(missing_ok=True)
         if ctx is not None:
             ctx.log(f"web bundle not written: {exc}")
         return {"web": None, "web_zip": None}

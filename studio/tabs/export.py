@@ -1,20 +1,24 @@
 """Export tab: a trained 3D student to ONNX (optionally INT8), its parity and latency tables, the files to
-download, and the exported model run on uploaded photos."""
+download (with the web bundle's zip), a link that opens the bundle's page served by the studio (the
+student runs in the browser), and the exported model run on uploaded photos."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
 
 from engine import runs, storage
-from engine.config import UserError
+from engine.config import UserError, validate_id
 from engine.evaluate.compare import compare_photos
 from engine.export.mesh_student import (EXPORT_DIR, EXPORT_KIND, LATENCY_COLUMNS, PARITY_COLUMNS, REPORT_NAME,
                                         export_student)
+from engine.export.web_bundle import WEB_DIR, ZIP_NAME, page_info
 from engine.geometry.camera import VIEW_NAMES
 from studio import photo_preview
-from studio.components import (job_state, photo_upload, photos_md, poll_finished, progress_html, refused, run_picker,
-                               start_job, views_note)
+from studio.components import (enclosing_tab, job_state, photo_upload, photos_md, poll_finished, progress_html,
+                               refused, run_picker, start_job, views_note)
 from studio.context import Studio
 
 
@@ -86,6 +90,45 @@ def existing_report(studio: Studio, run_id: str) -> dict | None:
         return None
 
 
+_SERVED: set[Path] = set()  # web folders handed to gr.set_static_paths (it is process-wide)
+
+
+def served_web_dir(studio: Studio, run_id: str) -> Path | None:
+    """``<runs>/<run_id>/export/web`` when it holds a bundle's page, registered with Gradio's static files
+    (``gr.set_static_paths``: that folder only, nothing else of the run) so the studio serves it at
+    ``gradio_api/file=<folder>/index.html``; None for a bad ID, a folder outside the runs root or no bundle."""
+    try:
+        validate_id(run_id or "", "run ID")
+    except UserError:
+        return None
+    root = Path(studio.runs_root).resolve()
+    folder = (root / run_id / EXPORT_DIR / WEB_DIR).resolve()
+    if root not in folder.parents or page_info(folder) is None:
+        return None
+    if folder not in _SERVED:
+        gr.set_static_paths([folder])
+        _SERVED.add(folder)
+    return folder
+
+
+def web_html(studio: Studio, run_id: str | None, report: dict | None) -> str:
+    """The "try in browser" link of a run's export (or why there is none)."""
+    if not report:
+        return ""
+    folder = served_web_dir(studio, run_id or "")
+    if folder is None:
+        return ("<p id='export-web-none'>No web bundle for this export: onnxruntime-web was not installed when it "
+                "ran. Run <code>make install</code>, then export again.</p>")
+    info = page_info(folder) or {}
+    href = "gradio_api/file=" + quote(str(folder / "index.html"), safe="/")
+    mb = info.get("bytes", 0) / 2**20
+    return (f"<p><a id='export-web-link' href='{html.escape(href)}' target='_blank' rel='noopener'>Try the student in "
+            f"your browser</a> — the exported model runs in the browser itself (onnxruntime-web "
+            f"{html.escape(str(info.get('onnxruntime-web', '?')))}, WebAssembly), on 1–4 photos, with its latency "
+            f"per shoe. <code>{ZIP_NAME}</code> ({mb:.1f} MB unpacked) in the downloads above is the same page: "
+            "unzip it and serve the folder with any static server (<code>python -m http.server</code>).</p>")
+
+
 def build(studio: Studio) -> None:
     gr.Markdown("Export a trained 3D student as ONNX: views (B, 4, 4, S, S) float in [0, 1] → vertices (B, 2562, 3); "
                 "the faces and the input spec are saved beside it. Parity is checked against torch on the run's "
@@ -104,6 +147,7 @@ def build(studio: Studio) -> None:
     latency = gr.Dataframe(label="Latency per shoe (batch 1, median of alternating rounds)", interactive=False,
                            elem_id="export-latency")
     files = gr.File(label="Download", file_count="multiple", elem_id="export-files")
+    web = gr.HTML(elem_id="export-web")
     gr.Markdown("### Run the exported ONNX student on photos")
     with gr.Row():
         uploads = [photo_upload(label=name, image_mode="RGBA", height=140, sources=["upload"],
@@ -146,6 +190,7 @@ def build(studio: Studio) -> None:
             return out
         if state["what"] == "export":
             out.update(zip((parity, latency, summary, files), show_report(res)))
+            out[web] = web_html(studio, res.get("run"), res)
         else:  # try
             stats = res["stats"]
             out[viewer] = res["student_glb"]
@@ -154,10 +199,22 @@ def build(studio: Studio) -> None:
                                        views_note(stats["views"]))
         return out
 
-    run.change(lambda rid: (*show_report(existing_report(studio, rid)), None, ""), inputs=[run],
-               outputs=[parity, latency, summary, files, viewer, try_notes], api_name="export_show")
+    def show(rid):
+        report = existing_report(studio, rid)
+        return (*show_report(report), None, "", web_html(studio, rid, report))
+
+    def show_export(rid):  # the run picked when the tab opens (its first run): its last export, if any
+        report = existing_report(studio, rid)
+        return (*show_report(report), web_html(studio, rid, report))
+
+    run.change(show, inputs=[run], outputs=[parity, latency, summary, files, viewer, try_notes, web],
+               api_name="export_show")
+    tab = enclosing_tab()
+    if tab is not None:
+        tab.select(show_export, inputs=[run], outputs=[parity, latency, summary, files, web], show_progress="hidden")
     go.click(start_export, inputs=[run, ckpt, int8, threads], outputs=[job, progress, timer], api_name="export_run")
     stop.click(lambda s: studio.runner.cancel(s["id"]) if s else None, inputs=[job])
     try_go.click(start_try, inputs=[run, variant, *uploads, accept], outputs=[job, progress, timer], api_name="export_try")
-    timer.tick(poll, inputs=[job], outputs=[progress, parity, latency, summary, files, viewer, try_notes, job, timer],
+    timer.tick(poll, inputs=[job],
+               outputs=[progress, parity, latency, summary, files, viewer, try_notes, job, timer, web],
                api_name="export_poll", show_progress="hidden")
