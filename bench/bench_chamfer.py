@@ -38,6 +38,7 @@ from engine.geometry.chamfer import (KDTreeCache, _direction, chamfer_distance, 
 from engine.geometry.mesh import icosphere  # noqa: E402
 
 N_PRED, N_TARGET = 2562, 10000
+PYTORCH3D_CPU_MS = 130.0  # PyTorch3D's CPU chamfer, 2562 vs 10000, batch 1 (not installable here: DESIGN.md's figure)
 TARGET_MS = {("near", 1): 5.0, ("near", 8): 40.0, ("cube", 1): 5.0, ("cube", 8): 40.0, ("far", 1): 12.0}
 
 
@@ -134,6 +135,8 @@ def main() -> int:
             print(f"{scene:<6} {batch:>5} {ours:>8.1f} {ours_cpu:>6.1f} {cached:>10.1f} {cached_cpu:>6.1f} "
                   f"{scipy_ms:>9.1f} {cdist:>9.1f} {scipy_ms / cached:>12.1f}x {cdist / cached:>12.1f}x {shown:>7} "
                   f"{verdict:>12}", flush=True)
+    print(f"PyTorch3D's CPU op (no wheel for this torch; its measured figure on this machine, batch 1): "
+          f"~{PYTORCH3D_CPU_MS:g} ms")
     print("ours/cached: PASS or MISS on wall-clock time. (cpu): this process's CPU time per step, summed over\n"
           "threads (pykdtree's queries use every core, so it exceeds wall time when the cores are free).")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (above {os.cpu_count()} the timings are "

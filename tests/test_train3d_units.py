@@ -86,7 +86,7 @@ def test_validate_config_fills_defaults_and_checks_keys():
     cfg = validate_config(_cfg())
     assert set(cfg) == set(DEFAULTS)
     assert cfg["lambda_edge"] == 2.0 and cfg["lambda_smooth"] == 1.0 and cfg["target_points"] == 10000
-    assert cfg["n_points"] == 10000 and cfg["threads"] == 1
+    assert cfg["n_points"] == 10000 and cfg["threads"] == 2
     assert cfg["student"]["level"] == 4
     assert validate_config(_cfg(cache=None, baseline=True))["cache"] is None
 

@@ -23,7 +23,7 @@ every checkpoint) or raises ``UserError`` naming the offending key. Keys:
     max_nan_steps   stop after this many non-finite steps in a row                           5
     baseline        train on GT alone (alpha = 0), same student / seed / split               False
     device          auto | cpu | cuda | cuda:N                                                auto
-    threads         torch threads on CPU while training (0 = leave torch's setting)           1
+    threads         torch threads on CPU while training (0 = leave torch's setting)           2
     resume          continue the run folder's ``checkpoints/last.pt``                         False
     student         ``StudentConfig`` fields (width, hidden, blocks, fine_blocks, ...)        {}
 
@@ -35,7 +35,10 @@ run-to-run noise), about 3 s less per epoch; the samples are redrawn every step.
 uses 10k points on each side.
 
 ``threads`` is process-wide while the run lasts (torch has no per-thread setting) and is restored after
-it; it also sizes the Chamfer KD-tree pool. A resumed run may change it, ``device`` and ``epochs``; a
+it; it also sizes the Chamfer KD-tree pool and pykdtree's query threads (they follow torch's). 2 threads
+train 1.7x faster than 1 on a quiet 2-core machine (3.38 vs 5.72 s per epoch, alternating runs of
+``bench_train3d.py --compare-threads``); on a machine already loaded by other work they gain little.
+A resumed run may change it, ``device`` and ``epochs``; a
 different thread count can change the last bits of the numbers.
 """
 from __future__ import annotations
@@ -51,7 +54,7 @@ DEFAULTS: dict = {
     "alpha_start": None, "alpha_end": None, "lambda_edge": 2.0, "lambda_smooth": 1.0, "lambda_feat": 0.0,
     "n_points": 10000,
     "target_points": 10000, "chamfer_norm": 1, "val_fraction": 0.2, "checkpoint_every": 10, "max_nan_steps": 5,
-    "baseline": False, "device": "auto", "threads": 1, "resume": False, "student": {},
+    "baseline": False, "device": "auto", "threads": 2, "resume": False, "student": {},
 }
 # keys that may differ between a run and its resumption (``epochs``: train longer)
 RESUME_FREE_KEYS = ("epochs", "resume", "device", "threads")
