@@ -138,7 +138,7 @@ def main() -> int:
     print(f"PyTorch3D's CPU op (no wheel for this torch; its measured figure on this machine, batch 1): "
           f"~{PYTORCH3D_CPU_MS:g} ms")
     print("ours/cached: PASS or MISS on wall-clock time. (cpu): this process's CPU time per step, summed over\n"
-          "threads (pykdtree's queries use every core, so it exceeds wall time when the cores are free).")
+          "threads (pykdtree's queries use torch's 2 threads, so it exceeds wall time when the cores are free).")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (above {os.cpu_count()} the timings are "
           "inflated by other processes; the ratios stay comparable)")
     return 0
