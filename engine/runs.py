@@ -257,6 +257,20 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+TIMING_KEYS = ("time", "seconds", "seconds_per_step")  # wall-clock figures of a history record
+
+
+def is_timing_key(key: str) -> bool:
+    """True for a history key holding wall-clock time (``TIMING_KEYS`` or ``*_seconds``): it differs between
+    two runs of the same config and seed, so it is never part of "the same numbers" (resume, determinism)."""
+    return key in TIMING_KEYS or key.endswith("_seconds")
+
+
+def without_timings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` with their timing keys (``is_timing_key``) left out: what a rerun must reproduce."""
+    return [{k: v for k, v in r.items() if not is_timing_key(k)} for r in records]
+
+
 def pid_alive(pid: Any) -> bool:
     """Whether a process with this pid exists (a positive int; anything else is not alive)."""
     if not isinstance(pid, int) or pid <= 0:

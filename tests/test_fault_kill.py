@@ -37,7 +37,6 @@ KILLS = 10
 SHOES = 6
 EPOCHS = 12
 LINES_PER_EPOCH = 3  # 2 step records + 1 epoch record (4 train shoes, batch 2)
-TIMING_KEYS = {"time", "seconds", "seconds_per_step"}
 TINY = {"width": 4, "hidden": 16, "blocks": 1, "sampled": 8, "image_size": 32}
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False")
 
@@ -169,7 +168,7 @@ def _history_lines(run_dir: Path) -> int:
 
 
 def _numbers(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in runs.read_history(run_dir)]
+    return runs.without_timings(runs.read_history(run_dir))
 
 
 def test_training_survives_sigkill_at_random_points(shoes, tmp_path):

@@ -19,7 +19,6 @@ from engine.train.distill3d import TrainingDiverged, train_student
 
 torch.set_num_threads(1)
 TINY = {"width": 4, "hidden": 16, "blocks": 1, "sampled": 8, "image_size": 32}
-TIMING_KEYS = {"time", "seconds", "seconds_per_step"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def new_run(root: Path, cfg: dict) -> Path:
 
 
 def numbers(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in runs.read_history(run_dir)]
+    return runs.without_timings(runs.read_history(run_dir))
 
 
 @pytest.fixture(scope="module")
