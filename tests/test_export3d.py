@@ -20,7 +20,7 @@ from engine.data.sample_shoes import build_sample
 from engine.data.views import load_views_tensor
 from engine.export import export_onnx, export_student, ort_session, parity, run_ort
 from engine.export.mesh_student import (FACES_NAME, INPUT_NAME, INT8_NAME, META_NAME, ONNX_NAME, OUTPUT_NAME,
-                                        quantize_int8, sidecar_paths)
+                                        quantize_int8, recommend, sidecar_paths)
 from engine.geometry.camera import VIEW_NAMES
 from engine.infer import infer, load_predictor, views_from_photos
 from engine.jobs import NULL_CONTEXT
@@ -100,28 +100,44 @@ def test_export_files_report_and_int8_model(trained, exported):
     assert 0 < q["max_abs_err_vs_fp32"] < 0.1  # quantised: not identical, not broken
     assert [r["runtime"] for r in rep["latency_rows"]] == ["torch eager", "onnxruntime fp32", "onnxruntime int8"]
     assert all(r["ms_per_shoe"] > 0 and r["threads"] == 1 for r in rep["latency_rows"])
+    ops = {r["op"]: r for r in q["profile_rows"]}  # where each file's time goes, per operator type
+    assert ops["Conv"]["fp32_ms"] > 0 and ops["Conv"]["int8_ms"] is None and ops["ConvInteger"]["int8_ms"] > 0
+    assert "| ConvInteger | - |" in rep["markdown"] and "**Recommended: `student" in rep["markdown"]
+    assert rep["recommended"]["file"] in (str(out / ONNX_NAME), str(out / INT8_NAME))
     int8 = load_predictor(out / INT8_NAME, threads=1)  # the INT8 model loads and runs
     verts = int8.predict(load_views_tensor(list_shoes(trained["data"])[0], 32))
     assert verts.shape == (2562, 3) and np.isfinite(verts).all() and int8.kind == "onnx"
     assert sidecar_paths(out / INT8_NAME) == (out / META_NAME, out / FACES_NAME)
 
 
-def test_default_student_exports_compact_tables_and_int8_is_at_most_30_percent_of_fp32(tmp_path):
+def _index_bytes(path) -> int:
+    """Bytes of a file's integer tables (the neighbour tables), checking that none is stored as int64."""
+    graph = onnx.load(str(path)).graph
+    tables = [onnx.numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"]
+    tables += [onnx.numpy_helper.to_array(t) for t in graph.initializer if t.data_type != onnx.TensorProto.FLOAT]
+    tables = [t for t in tables if t.dtype.kind in "iu"]
+    assert all(t.dtype != np.int64 or t.size < 64 for t in tables)  # large tables as uint16
+    return sum(t.nbytes for t in tables)
+
+
+def test_default_student_fast_and_small_tables_and_int8_is_at_most_30_percent_of_fp32(tmp_path):
     torch.manual_seed(0)
     model = MeshStudent()  # the default StudentConfig (issue 6: INT8 file <= 30 % of FP32)
     s = model.config.image_size
     g = torch.Generator().manual_seed(1)
-    fp32 = export_onnx(model, torch.rand(2, 4, 4, s, s, generator=g), tmp_path / ONNX_NAME, (INPUT_NAME,),
-                       (OUTPUT_NAME,))
-    int8 = quantize_int8(fp32, tmp_path / INT8_NAME)
+    example = torch.rand(2, 4, 4, s, s, generator=g)
+    fp32 = export_onnx(model, example, tmp_path / ONNX_NAME, (INPUT_NAME,), (OUTPUT_NAME,))
+    small = export_onnx(model, example, tmp_path / "small.onnx", (INPUT_NAME,), (OUTPUT_NAME,), small_tables=True)
+    int8 = quantize_int8(small, tmp_path / INT8_NAME)  # as export_student makes it
     assert int8.stat().st_size <= 0.30 * fp32.stat().st_size
-    graph = onnx.load(str(fp32)).graph  # index tables stored once, as uint16; no weight tables
-    tables = [onnx.numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"]
-    tables += [onnx.numpy_helper.to_array(t) for t in graph.initializer if t.data_type != onnx.TensorProto.FLOAT]
-    assert sum(t.nbytes for t in tables) < 33_000 and all(t.dtype != np.int64 or t.size < 64 for t in tables)
+    assert 40_000 < _index_bytes(fp32) < 52_000 and _index_bytes(small) < 25_000  # slot tables vs edge tables
+    ops = [n.op_type for n in onnx.load(str(fp32)).graph.node]
+    assert ops.count("ReduceMean") == 1 and not set(ops) & {"ScatterND", "Split", "Pad"}  # the CNN's pooling only:
+    # the neighbour sums are Gather + MatMul
     session = ort_session(fp32, threads=2)  # 2 threads: ONNX Runtime splits some ops (ScatterND: wrongly)
-    for batch in (1, 3):
-        assert parity(model, session, torch.rand(batch, 4, 4, s, s, generator=g)) <= 1e-5
+    for path in (fp32, small):
+        for batch in (1, 3):
+            assert parity(model, ort_session(path, threads=2), torch.rand(batch, 4, 4, s, s, generator=g)) <= 1e-5
     x = torch.rand(1, 4, 4, s, s, generator=g)
     (a,), (b,) = run_ort(session, x), run_ort(ort_session(int8, threads=1), x)
     assert b.shape == (1, 2562, 3) and 0 < np.abs(a - b).max() < 0.1  # the compacted INT8 file runs
@@ -262,3 +278,16 @@ def test_a_bad_onnx_sidecar_is_one_line_before_anything_is_allocated(trained, ex
                        capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and re.search(expect, lines[0]), err
+
+
+def test_recommendation_is_the_fastest_file_within_one_percent_cd_l1():
+    files = {"onnxruntime fp32": Path("a.onnx"), "onnxruntime int8": Path("a.int8.onnx")}
+    lat = [{"runtime": "torch eager", "ms_per_shoe": 9.0}, {"runtime": "onnxruntime fp32", "ms_per_shoe": 4.0},
+           {"runtime": "onnxruntime int8", "ms_per_shoe": 3.0}]
+    assert recommend(lat, {"cd_l1_change_pct": 0.9}, files)["file"] == "a.int8.onnx"  # faster and within 1 %
+    assert recommend(lat, {"cd_l1_change_pct": -1.5}, files)["file"] == "a.onnx"  # faster but off by 1.5 %
+    off = recommend(lat, {"cd_l1_change_pct": None}, files)
+    assert off["file"] == "a.onnx" and "not measured" in off["reason"]  # no GT: INT8's quality unknown
+    slow = recommend(lat[:2] + [{"runtime": "onnxruntime int8", "ms_per_shoe": 8.0}], {"cd_l1_change_pct": 0.0}, files)
+    assert slow["file"] == "a.onnx" and "slower" in slow["reason"] and slow["ms_per_shoe"] == 4.0
+    assert recommend(lat[:2], None, files)["reason"] == "the only file exported"

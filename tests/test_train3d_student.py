@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.export import export_onnx, ort_session, parity
-from engine.export.mesh_onnx import NeighbourSum, neighbour_tables
+from engine.export.mesh_tables import EdgeTable, SlotTable, edge_table
 from engine.geometry import camera
 from engine.geometry.mesh import icosphere
 from engine.students.mesh_student import (MeshGraph, MeshStudent, StudentConfig, count_parameters,
@@ -57,8 +57,11 @@ def test_one_matmul_projects_into_every_view_as_the_camera_module_does():
 
 def test_sparse_neighbour_mean_and_the_onnx_paths_tables_match_the_dense_mean():
     parents = unpool_pairs(1)[42:]  # (120, 2): level 2 as the subdivision of level 1
-    for tables in (neighbour_tables(MeshGraph(2)), neighbour_tables(MeshGraph(2), parents=parents)):
-        graph = MeshGraph(2).double()
+    graph = MeshGraph(2).double()
+    coarse_h = torch.randn(42, 2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    for tables in (edge_table(MeshGraph(2)), edge_table(MeshGraph(2), parents=parents),
+                   SlotTable(MeshGraph(2)), SlotTable(MeshGraph(2), unpool_pairs(1))):
+        tables = tables.double()
         v = graph.template.shape[0]
         g = torch.Generator().manual_seed(1)
         base = torch.randn(v, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
@@ -68,17 +71,26 @@ def test_sparse_neighbour_mean_and_the_onnx_paths_tables_match_the_dense_mean():
         assert torch.allclose(dense.sum(1), torch.ones(v, dtype=torch.float64))
         want = base + torch.einsum("uv,vbc->ubc", dense, h)
         torch.testing.assert_close(graph.add_mean(base, h), want)
-        torch.testing.assert_close(base + tables(h), want)  # the export form's edge tables, run eagerly
+        torch.testing.assert_close(base + tables.mean(h, 5), want)  # the export form's tables, run eagerly
+        if isinstance(tables, EdgeTable) and tables.kept or hasattr(tables, "parents"):  # unpooling from level 1
+            pairs = unpool_pairs(1)
+            want_up = 0.5 * (coarse_h[pairs[:, 0]] + coarse_h[pairs[:, 1]])
+            torch.testing.assert_close(tables.unpool(coarse_h, 5), want_up)
     assert torch.autograd.gradcheck(graph.add_mean, (base, h))
-    coarse = neighbour_tables(MeshGraph(1), edges=parents)  # level 1's tables are the ones level 2 uses: stored once
-    assert tables.kept == 42 and torch.equal(coarse.ends, tables.ends)
-    assert all(torch.equal(getattr(coarse, f"ring{k}"), getattr(tables, f"ring{k}")) for k in range(2))
-    assert [d for _, _, d in tables.runs] == [5, 6] and tables.ends.shape == tables.wings.shape == (240,)
+    fine = edge_table(MeshGraph(2), parents=parents)
+    coarse = edge_table(MeshGraph(1), edges=parents)  # level 1's tables are the ones level 2 uses: stored once
+    assert fine.kept == 42 and torch.equal(coarse.ends, fine.ends)
+    assert all(torch.equal(getattr(coarse, f"ring{k}"), getattr(fine, f"ring{k}")) for k in range(2))
+    assert [d for _, _, d in fine.runs] == [5, 6] and fine.ends.shape == fine.wings.shape == (240,)
+    slots = SlotTable(MeshGraph(2))  # per degree run a (d, n) table: 12 vertices of degree 5, then degree 6
+    assert [d for _, _, d in slots.runs] == [5, 6] and slots.slots0.shape == (5, 12) and slots.slots1.shape == (6, 150)
     sets = [set(r[w > 0].tolist()) for r, w in zip(graph.nbr_idx, graph.nbr_w)]
     with pytest.raises(RuntimeError, match="do not give the mesh's neighbours"):
-        NeighbourSum(sets, icosphere(1)[1], parents=parents.flip(0))  # the new vertices in the wrong order
+        EdgeTable(sets, icosphere(1)[1], parents=parents.flip(0))  # the new vertices in the wrong order
     with pytest.raises(RuntimeError, match="an edge is missing"):
-        neighbour_tables(MeshGraph(2), edges=unpool_pairs(2)[162:][1:])
+        edge_table(MeshGraph(2), edges=unpool_pairs(2)[162:][1:])
+    with pytest.raises(RuntimeError, match="unpooling parents must be"):
+        SlotTable(MeshGraph(2), parents)  # the new vertices' parents only: every vertex needs its pair
 
 
 def test_config_rejects_unknown_keys_by_name_and_impossible_stages():
@@ -103,4 +115,7 @@ def test_onnx_export_matches_torch_at_batch_1_and_3(tmp_path):
     nodes = onnx.load(str(path)).graph.node
     assert not any(n.op_type.startswith("Sparse") for n in nodes)
     pads = {a.s for n in nodes if n.op_type == "GridSample" for a in n.attribute if a.name == "padding_mode"}
+    small = export_onnx(model, torch.rand(1, 4, 4, s, s), tmp_path / "small.onnx", input_names=("views",),
+                        output_names=("vertices",), small_tables=True)  # the INT8 file's graph
+    assert parity(model, ort_session(small, threads=1), torch.rand(3, 4, 4, s, s, generator=g)) <= 1e-5
     assert pads == {b"zeros"}  # on clamped grids: ONNX Runtime's "border" is several times slower

@@ -11,8 +11,11 @@ checkpoint is a ``UserError`` naming its kind) and writes into ``out_dir`` (defa
     student.faces.json   ``{"faces": [[a, b, c], ...], "vertices": V}``: the ico-sphere triangles (int)
     student.json         what a runtime needs: student_config, image_size, view order, input / output spec,
                          the file names, the run, checkpoint and epoch it came from
-    student.int8.onnx    (``int8=True``) ``onnxruntime.quantization.quantize_dynamic``: weights of Conv /
-                         MatMul / Gemm stored as int8, activations quantised at run time
+    student.int8.onnx    (``int8=True``) ``onnxruntime.quantization.quantize_dynamic`` of the same student
+                         exported with the small neighbour tables (``mesh_tables.EdgeTable``): weights of
+                         Conv / MatMul / Gemm stored as int8, activations quantised at run time. It is the
+                         small file (29 % of FP32), not the fast one: this ONNX Runtime build's
+                         ``ConvInteger`` takes ~4x FP32 ``Conv``'s time (the report's INT8 profile shows it)
     export.json, export.md   the report below (``export.json`` written atomically, last)
 
 Report (``export.json``; the Export tab shows the rows as tables):
@@ -25,7 +28,10 @@ Report (``export.json``; the Export tab shows the rows as tables):
   are left out when the split or its data is gone (then only random views are checked).
 * ``int8``: file sizes (``size_pct`` = INT8 bytes / FP32 bytes x 100), max abs error of INT8 vs FP32
   ORT, and the mean CD-L1 (and F@1 %) vs GT on the val split for ORT FP32 and ORT INT8 and their
-  difference (``cd_l1_change``, positive = INT8 worse). None without ``int8``.
+  difference (``cd_l1_change``, positive = INT8 worse); ``profile_rows``: ms per call by operator type
+  in each file (``operator_rows``), where INT8 loses its time. None without ``int8``.
+* ``recommended``: the fastest file that keeps quality (``recommend``: INT8 only within ±1 % val CD-L1
+  of FP32), with the reason; the Export tab and ``engine export`` show it.
 * ``latency_rows``: torch eager, ORT FP32, ORT INT8 at batch 1 with ``threads`` threads each: several
   rounds taken alternately (so machine noise hits all alike), each the median of ``repeats`` calls
   after warm-up; ``ms_per_shoe`` is the median of the round medians.
@@ -49,8 +55,8 @@ import torch
 
 from engine import runs, storage
 from engine.config import UserError
-from engine.export.onnx_tools import (compact_model, export_onnx, latency_ort, latency_torch, ort_session,
-                                      run_ort)
+from engine.export.onnx_tools import (compact_model, export_onnx, latency_ort, latency_torch, operator_ms,
+                                      ort_session, run_ort)
 from engine.progress import NULL_CONTEXT
 
 ONNX_NAME, INT8_NAME = "student.onnx", "student.int8.onnx"
@@ -59,6 +65,7 @@ INPUT_NAME, OUTPUT_NAME = "views", "vertices"
 FORMAT = "distillation-studio/mesh-student-onnx"
 FORMAT_VERSION = 1
 TOLERANCE = 1e-4  # max abs error (world units) the FP32 export must stay within
+INT8_QUALITY_PCT = 1.0  # INT8 keeps quality when its val CD-L1 is within this many % of FP32's (issue 17)
 PARITY_BATCHES = (1, 3)
 RANDOM_SEED = 0
 EXPORT_DIR = "export"  # default out_dir inside the run folder
@@ -177,8 +184,8 @@ def int8_report(ctx, fp32_session, int8_session, fp32_path: Path, int8_path: Pat
     (a,), (b,) = run_ort(fp32_session, probe), run_ort(int8_session, probe)
     rep = {"file": str(int8_path), "bytes": int8_bytes, "fp32_bytes": fp32_bytes,
            "size_pct": 100.0 * int8_bytes / fp32_bytes, "max_abs_err_vs_fp32": float(np.abs(a - b).max()),
-           "quantisation": "onnxruntime quantize_dynamic: int8 weights (Conv, MatMul, Gemm), activations "
-                           "quantised at run time", "shoes": 0, "cd_l1_fp32": None, "cd_l1_int8": None,
+           "quantisation": "onnxruntime quantize_dynamic of the small-table graph: int8 weights (Conv, MatMul, "
+                           "Gemm), activations quantised at run time", "shoes": 0, "cd_l1_fp32": None, "cd_l1_int8": None,
            "cd_l1_change": None, "cd_l1_change_pct": None, "fscore@1%_fp32": None, "fscore@1%_int8": None}
     rows = [(views[i:i + 1], gt) for i, gt in enumerate(gts) if gt is not None] if views is not None else []
     if not rows:
@@ -221,6 +228,43 @@ def latency_rows(student, sessions: dict[str, object], files: dict[str, Path], x
     return rows
 
 
+PROFILE_MIN_MS = 0.05  # operator types below this in both files are left out of the profile rows
+
+
+def operator_rows(fp32_path: Path, int8_path: Path, x: torch.Tensor, threads: int) -> list[dict]:
+    """Where each file's time goes: ``{"op", "fp32_ms", "int8_ms"}`` per operator type (ONNX Runtime's
+    profiler, ``onnx_tools.operator_ms``; kernel time per call, profiler overhead included), the quantised
+    operators (``ConvInteger``, ``MatMulIntegerToFloat``, ``DynamicQuantizeLinear``, ...) beside the FP32 ones
+    they replace. Largest first; types under ``PROFILE_MIN_MS`` in both files are left out."""
+    a, b = operator_ms(fp32_path, x, threads=threads), operator_ms(int8_path, x, threads=threads)
+    ops = sorted(set(a) | set(b), key=lambda op: -max(a.get(op, 0.0), b.get(op, 0.0)))
+    return [{"op": op, "fp32_ms": a.get(op), "int8_ms": b.get(op)} for op in ops
+            if max(a.get(op, 0.0), b.get(op, 0.0)) >= PROFILE_MIN_MS]
+
+
+def recommend(latency: list[dict], int8: dict | None, files: dict[str, Path]) -> dict:
+    """The fastest ONNX file that keeps quality: FP32 is the reference; INT8 qualifies when its val CD-L1
+    is within ``INT8_QUALITY_PCT`` of FP32's (unmeasured: it does not). Returns ``{"file", "runtime",
+    "ms_per_shoe", "reason"}``."""
+    ms = {r["runtime"]: r["ms_per_shoe"] for r in latency}
+    keeps = ["onnxruntime fp32"]
+    pct = (int8 or {}).get("cd_l1_change_pct")
+    if "onnxruntime int8" in ms and pct is not None and abs(pct) <= INT8_QUALITY_PCT:
+        keeps.append("onnxruntime int8")
+    best = min(keeps, key=lambda name: ms[name])
+    if best == "onnxruntime int8":
+        why = f"INT8 is faster and its val CD-L1 is within ±{INT8_QUALITY_PCT:g} % of FP32's"
+    elif "onnxruntime int8" not in ms:
+        why = "the only file exported"
+    elif ms["onnxruntime int8"] >= ms[best]:
+        why = ("the fastest: this ONNX Runtime build's integer kernels make INT8 slower for this graph (see where "
+               "the time goes); INT8 is the smaller file")
+    else:
+        why = "INT8 is faster but its val CD-L1 is " + (f"more than ±{INT8_QUALITY_PCT:g} % off FP32's" if pct is not None
+                                                        else "not measured (no val shoes with a GT mesh)")
+    return {"file": str(files[best]), "runtime": best, "ms_per_shoe": ms[best], "reason": why}
+
+
 def _fmt(v, spec: str = ".3g") -> str:
     if v is None:
         return "-"
@@ -252,6 +296,13 @@ def format_markdown(rep: dict) -> str:
                 f"{_fmt(q['cd_l1_int8'], '.5f')} | "
                 + (f"{q['cd_l1_change']:+.5f} ({q['cd_l1_change_pct']:+.1f} %) |" if q["cd_l1_change"] is not None
                    else "- |")]
+    if q and q.get("profile_rows"):
+        out += ["", "### Where the time goes (ms per call by operator type, ONNX Runtime profiler)", "",
+                "| operator | FP32 | INT8 |", "|---|---:|---:|"]
+        out += [f"| {r['op']} | {_fmt(r['fp32_ms'], '.3f')} | {_fmt(r['int8_ms'], '.3f')} |" for r in q["profile_rows"]]
+    rec = rep.get("recommended")
+    if rec:
+        out += ["", f"**Recommended: `{Path(rec['file']).name}`** ({rec['ms_per_shoe']:.2f} ms per shoe) — {rec['reason']}."]
     out += ["", "## Latency (batch 1, median of alternating rounds)", "",
             "| runtime | threads | ms / shoe | speed-up vs torch | file MB |", "|---|---:|---:|---:|---:|"]
     out += [f"| {r['runtime']} | {r['threads']} | {r['ms_per_shoe']:.2f} | {r['speedup_vs_torch']:.2f}x | "
@@ -297,9 +348,13 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
     faces = student.faces.cpu().numpy().astype(np.int64)  # (F, 3)
     faces_path = storage.write_text(out_dir / FACES_NAME, json.dumps({"faces": faces.tolist(), "vertices": n_verts}))
     int8_path = out_dir / INT8_NAME
-    if int8:
+    if int8:  # quantised from the small-table form: INT8 is for size (see ``int8_report``), the tables are half of it
         ctx.progress(0.2, "quantising to INT8")
-        quantize_int8(onnx_path, int8_path)
+        sweep_int8_temps(out_dir)
+        with tempfile.TemporaryDirectory(prefix=f".int8-{os.getpid()}-", dir=out_dir) as tmp:  # swept if killed
+            small = export_onnx(student, random_views[:2], Path(tmp) / ONNX_NAME, (INPUT_NAME,), (OUTPUT_NAME,),
+                                small_tables=True)
+            quantize_int8(small, int8_path)
     elif int8_path.exists():
         int8_path.unlink()  # a stale INT8 file from an earlier export would not match this model
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "kind": KIND, "student_config": cfg.to_dict(),
@@ -325,6 +380,8 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
         sessions["onnxruntime int8"], files["onnxruntime int8"] = int8_session, int8_path
     x = val_views[:1] if val_views is not None else random_views[:1]
     lat = latency_rows(student, sessions, files, x, threads, rounds=rounds, repeats=repeats, ctx=ctx)
+    if int8_rep is not None:
+        int8_rep["profile_rows"] = operator_rows(onnx_path, int8_path, x, threads)
     from engine.export.web_bundle import bundle_files  # web/ + student-web.zip (None without onnxruntime-web)
 
     web = bundle_files(out_dir, ctx)
@@ -334,6 +391,7 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
               "files": {"onnx": str(onnx_path), "onnx_int8": str(int8_path) if int8 else None,
                         "faces": str(faces_path), "meta": str(meta_path), **web},
               "parity_rows": rows, "parity_ok": all(r["ok"] for r in rows), "int8": int8_rep, "latency_rows": lat,
+              "recommended": recommend(lat, int8_rep, files),
               "seconds": round(time.perf_counter() - t0, 3), "created": time.time()}
     report["markdown"] = format_markdown(report)
     storage.write_text(out_dir / "export.md", report["markdown"])

@@ -22,6 +22,7 @@ import hashlib
 import io
 import itertools
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,12 +40,13 @@ UINT16_MIN_SIZE = 64  # index tables from this many values on are stored as uint
 
 def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.Tensor], path: Path,
                 input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",),
-                opset: int = DEFAULT_OPSET, compact: bool = True) -> Path:
+                opset: int = DEFAULT_OPSET, compact: bool = True, small_tables: bool = False) -> Path:
     """Export ``module`` (put in eval mode) to ``path`` with axis 0 of every input/output named ``batch``.
 
     What is traced is ``mesh_onnx.export_form(module)``: a mesh student's export-time swap (same numbers,
     an ONNX-friendly graph), any other module as it is. ``example``: one tensor or a sequence of tensors
-    (the example inputs); ``compact``: run ``compact_model`` on the graph before writing. Returns ``path``.
+    (the example inputs); ``compact``: run ``compact_model`` on the graph before writing; ``small_tables``:
+    a mesh student's small neighbour tables instead of the fast ones (``mesh_tables``). Returns ``path``.
     """
     import onnx
 
@@ -61,7 +63,7 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.
         with torch.no_grad(), warnings.catch_warnings():
             # constants captured by the trace (camera rotations) are constants: the notice is noise here
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(export_form(module), args, buf, input_names=list(input_names),
+            torch.onnx.export(export_form(module, small_tables), args, buf, input_names=list(input_names),
                               output_names=list(output_names), dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     finally:
         module.train(was_training)
@@ -315,6 +317,29 @@ def latency_torch(module: torch.nn.Module, *inputs: torch.Tensor, warmup: int = 
     finally:
         module.train(was_training)
         torch.set_num_threads(old)
+
+
+def operator_ms(path: Path, *inputs: torch.Tensor, threads: int = 1, calls: int = 20, warmup: int = 2) -> dict[str, float]:
+    """Milliseconds per call spent in each operator type of ``path`` (ONNX Runtime's profiler, kernel time
+    of ``calls`` calls after ``warmup`` calls), largest first. The profile file is removed."""
+    import json
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = int(threads), 1, 3
+    with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
+        opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / "p")
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        feeds = _feeds(session, inputs)
+        for _ in range(warmup + calls):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    per_call = len(kernels) // (warmup + calls)  # the same nodes run in every call, in order
+    per_op: dict[str, float] = {}
+    for e in kernels[warmup * per_call:]:
+        per_op[e["args"]["op_name"]] = per_op.get(e["args"]["op_name"], 0.0) + e["dur"] / 1000.0 / calls
+    return dict(sorted(per_op.items(), key=lambda kv: -kv[1]))
 
 
 def latency_ort(session, *inputs: torch.Tensor, warmup: int = 2, repeats: int = 7) -> float:

@@ -61,6 +61,9 @@ def summary_md(report: dict) -> str:
             f"{report['image_size']}, {report['vertices']} vertices / {report['faces']} faces; parity "
             f"{'within tolerance on every input' if report.get('parity_ok') else '**outside tolerance**'}.")
     files = "Files: " + ", ".join(f"`{Path(p).name}`" for p in report["files"].values() if p)
+    rec = report.get("recommended")
+    if rec:  # the fastest file that keeps quality
+        files += f"\n\n**Recommended: `{Path(rec['file']).name}`** — {rec['reason']}."
     q = report.get("int8")
     if not q:
         return "\n\n".join([head, files])
@@ -68,6 +71,10 @@ def summary_md(report: dict) -> str:
            "val shoes" if q.get("cd_l1_change") is not None else q.get("note", ""))
     int8 = (f"INT8 (dynamic quantisation): {q['bytes'] / 2**20:.2f} MB, {q['size_pct']:.0f} % of FP32's "
             f"{q['fp32_bytes'] / 2**20:.2f} MB; max abs error vs FP32 {q['max_abs_err_vs_fp32']:.2e}; {acc}.")
+    rows = q.get("profile_rows") or []
+    if rows:  # where INT8's time goes, beside FP32's
+        top = ", ".join(r["op"] for r in sorted(rows, key=lambda r: -(r["int8_ms"] or 0))[:3])
+        int8 += f" Its time goes mostly to {top} (export.md: every operator's time beside FP32's)."
     return "\n\n".join([head, files, int8])
 
 
