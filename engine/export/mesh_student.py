@@ -139,9 +139,10 @@ def parity_rows(ctx, student, session, inputs: dict[str, torch.Tensor], span=(0.
     return rows
 
 
-def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
+def quantize_int8(onnx_path: Path, out_path: Path, op_types: tuple[str, ...] | None = None) -> Path:
     """Dynamic INT8 quantisation (``quantize_dynamic``, int8 weights) of ``onnx_path``, compacted
-    (``compact_model(short_names=True)``: the quantiser's names run long) and written atomically."""
+    (``compact_model(short_names=True)``: the quantiser's names run long) and written atomically.
+    ``op_types``: only these operator types (e.g. ``("MatMul", "Gemm")``; default: every one it can)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -151,7 +152,8 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".int8-{os.getpid()}-", dir=Path(out_path).parent))
     try:
         root.setLevel(logging.ERROR)  # its "consider pre-processing" notice is not the user's business
-        quantize_dynamic(str(onnx_path), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
+        kw = {"op_types_to_quantize": list(op_types)} if op_types else {}
+        quantize_dynamic(str(onnx_path), str(tmp / "model.onnx"), weight_type=QuantType.QInt8, **kw)
         model = onnx.load(str(tmp / "model.onnx"))
         compact_model(model, short_names=True)
         return storage.write_bytes(Path(out_path), model.SerializeToString())
