@@ -21,7 +21,8 @@ CPU; ``engine.students.mesh_student`` itself stays plain eager code. What differ
 * ``grid_sample`` reads grids clamped to the outermost pixel centres ±(1 - 1/S) with "zeros" padding
   (the same values as "border"; ONNX Runtime's "border" is 3-6x slower).
 
-Default student, ONNX Runtime 1.31, 1 thread, same machine, same run: 7.1 ms -> 4.5 ms per shoe.
+Default student, ONNX Runtime 1.31, batch 1, 1 thread, side by side on one machine: 7.1 ms (the form this
+replaced) -> 4.5 ms per shoe.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, v: 
 
 
 def graph_conv(conv: GraphConv, h: torch.Tensor, table: Table, extra: torch.Tensor | None = None) -> torch.Tensor:
-    """``GraphConv.forward`` through the slot table: (V, B, C_in) -> (V, B, C_out) in two ``Gemm``s.
+    """``GraphConv.forward`` through the level's tables: (V, B, C_in) -> (V, B, C_out) in two ``Gemm``s.
 
     The bias joins the neighbour term (a mean of rows plus a constant is the mean plus that constant)
     and the neighbour mean is the second ``Gemm``'s C input, so no ``Add`` is left but ``extra``'s."""
@@ -72,7 +73,7 @@ def unpooled_input_conv(stage: Stage, feats: torch.Tensor, prev: torch.Tensor, t
 
 def stage_forward(stage: Stage, feats: torch.Tensor, prev: torch.Tensor | None, glob: torch.Tensor,
                   table: Table, verts: torch.Tensor, coarse: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Stage.forward`` through the slot table, its offsets added to ``verts`` (V, B, 3): the moved
+    """``Stage.forward`` through the level's tables, its offsets added to ``verts`` (V, B, 3): the moved
     vertices (V, B, 3) and the hidden features (V, B, hidden). ``prev``: the previous stage's hidden
     features on its ``coarse`` vertices (unpooled here), None for the first stage."""
     extra = stage.glob(glob).unsqueeze(0)  # (1, B, hidden)
