@@ -43,7 +43,8 @@ def test_terms_vanish_on_matching_inputs(tiny_vgg):
     assert float(L.reconstruction_loss(x, x)) == 0
     assert float(L.output_distillation_loss(x, x)) == 0
     assert float(L.kl_divergence(torch.zeros(2, 8), torch.zeros(2, 8), 3072)) == 0
-    assert float(L.latent_distillation_loss(s, s, 3.0)) == pytest.approx(0, abs=1e-6)
+    # float32 softmax vs log-softmax over 512 channels, times T² = 9: rounding alone reaches ~1e-6
+    assert float(L.latent_distillation_loss(s, s, 3.0)) == pytest.approx(0, abs=1e-5)
     assert float(L.perceptual_loss(tiny_vgg, x, x)) == pytest.approx(0, abs=1e-6)
 
 
