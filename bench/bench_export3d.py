@@ -14,7 +14,9 @@ file <= 30 % of FP32; the INT8 CD-L1 change is reported (meaningful for a traine
 ORT FP32 <= 3 ms per shoe at batch 1 on 2 threads, INT8 <= 0.7x the FP32 time. Side by side in the same
 alternating rounds: the fast graph (``student.onnx``) and the small-table graph the INT8 file is quantised
 from, on ``--threads`` and on 1 thread; then ms per call by operator type in FP32 and INT8 (why INT8 is
-slower here) and the file the export recommends.
+slower here) and the file the export recommends; last a handoff probe (``handoff_probe``: a MatMul
+chain with and without small single-threaded ops reading each MatMul's output, on 1 and ``--threads``
+threads) that shows what moving a parallel op's output between cores costs on this machine.
 """
 from __future__ import annotations
 
@@ -93,6 +95,53 @@ def side_by_side(run: Path, rep: dict, out: Path, work: Path, threads: int, roun
         for name, sess in sessions.items():
             times[name].append(latency_ort(sess, x, warmup=3 if r == 0 else 1, repeats=repeats))
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def handoff_probe(threads: int, links: int = 60) -> dict[str, float]:
+    """µs per link of two ONNX chains of ``links`` links on a (642, 48) tensor (the coarse stage's size): a
+    MatMul by (48, 48) alone, and the same MatMul followed by four small single-threaded ops (Reshape, Relu,
+    Reshape, Add) that read its output. On 1 and on ``threads`` threads, so the table shows what handing a
+    parallel op's output to the next op costs on this machine (the small ops add ~9 µs on 1 thread)."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    def chain(small: bool) -> bytes:
+        rng = np.random.default_rng(0)
+        inits = [numpy_helper.from_array((rng.random((48, 48)) / 48).astype(np.float32), "w"),
+                 numpy_helper.from_array(np.array([642, 1, 48], np.int64), "s3"),
+                 numpy_helper.from_array(np.array([642, 48], np.int64), "s2")]
+        nodes, prev = [], "x"
+        for i in range(links):
+            ops = [("MatMul", [prev, "w"])] + ([("Reshape", ["s3"]), ("Relu", []), ("Reshape", ["s2"]), ("Add", ["self"])]
+                                               if small else [])
+            for j, (op, args) in enumerate(ops):
+                ins = [prev, prev] if args == ["self"] else ([prev] + args if op != "MatMul" else args)
+                nodes.append(helper.make_node(op, ins, [f"y{i}_{j}"]))
+                prev = f"y{i}_{j}"
+        graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [642, 48])],
+                                  [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)],
+                                  inits if small else inits[:1])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+    x = {"x": np.random.default_rng(1).random((642, 48), dtype=np.float32)}
+    out = {}
+    for small in (False, True):
+        for n in sorted({1, threads}):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = n, 1, 3
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every op a node
+            sess = ort.InferenceSession(chain(small), opts, providers=["CPUExecutionProvider"])
+            for _ in range(10):
+                sess.run(None, x)
+            times = []
+            for _ in range(60):
+                t0 = time.perf_counter()
+                sess.run(None, x)
+                times.append(time.perf_counter() - t0)
+            out[f"{'matmul + 4 small ops' if small else 'matmul'}, {n} thread{'s' if n > 1 else ''}"] = \
+                1e6 * statistics.median(times) / links
+    return out
 
 
 def fmt_ms(v: float | None) -> str:
@@ -178,6 +227,15 @@ def main() -> int:
         print(f"{r['op']:<28}{fmt_ms(r['fp32_ms']):>8}{fmt_ms(r['int8_ms']):>8}")
     rec = rep["recommended"]
     print(f"\nrecommended: {Path(rec['file']).name} — {rec['reason']}")
+    probe = handoff_probe(args.threads)
+    print("\nhandoff probe, µs per link of a 60-link ONNX chain on (642, 48) (what a parallel op's output costs the "
+          "next op here):")
+    for name, us in probe.items():
+        print(f"  {name:<34}{us:8.1f}")
+    if args.threads > 1:
+        one, many = (probe[f"matmul + 4 small ops, {k}"] - probe[f"matmul, {k}"] for k in ("1 thread", f"{args.threads} threads"))
+        print(f"  the 4 small ops cost {many:.1f} µs after a {args.threads}-thread MatMul, {one:.1f} µs after a 1-thread one "
+              f"({many - one:+.1f} µs: reading the other core's output)")
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end (was {load0:.1f}); total {time.time() - t0:.1f} s; "
           f"latency: {rounds} alternating rounds x {repeats} calls, median")
     if not args.run:
