@@ -107,21 +107,23 @@ def handoff_probe(threads: int, links: int = 60) -> dict[str, float]:
     from onnx import TensorProto, helper, numpy_helper
 
     def chain(small: bool) -> bytes:
-        rng = np.random.default_rng(0)
-        inits = [numpy_helper.from_array((rng.random((48, 48)) / 48).astype(np.float32), "w"),
-                 numpy_helper.from_array(np.array([642, 1, 48], np.int64), "s3"),
-                 numpy_helper.from_array(np.array([642, 48], np.int64), "s2")]
-        nodes, prev = [], "x"
-        for i in range(links):
-            ops = [("MatMul", [prev, "w"])] + ([("Reshape", ["s3"]), ("Relu", []), ("Reshape", ["s2"]), ("Add", ["self"])]
-                                               if small else [])
-            for j, (op, args) in enumerate(ops):
-                ins = [prev, prev] if args == ["self"] else ([prev] + args if op != "MatMul" else args)
-                nodes.append(helper.make_node(op, ins, [f"y{i}_{j}"]))
-                prev = f"y{i}_{j}"
+        w = numpy_helper.from_array((np.random.default_rng(0).random((48, 48)) / 48).astype(np.float32), "w")
+        shapes = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s3", [642, 1, 48]), ("s2", [642, 48]))]
+        nodes = []
+
+        def add(op: str, *inputs: str) -> str:
+            nodes.append(helper.make_node(op, list(inputs), [f"y{len(nodes)}"]))
+            return nodes[-1].output[0]
+
+        prev = "x"
+        for _ in range(links):
+            prev = add("MatMul", prev, "w")
+            if small:  # four single-threaded ops reading the MatMul's output
+                prev = add("Reshape", add("Relu", add("Reshape", prev, "s3")), "s2")
+                prev = add("Add", prev, prev)
         graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [642, 48])],
                                   [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)],
-                                  inits if small else inits[:1])
+                                  [w] + (shapes if small else []))
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
     x = {"x": np.random.default_rng(1).random((642, 48), dtype=np.float32)}
