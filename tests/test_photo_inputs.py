@@ -40,6 +40,47 @@ def test_grabcut_masks_composited_photos(renders):
     assert np.mean(scores) > 0.9 and min(scores) > 0.7, scores
 
 
+def test_patterned_backgrounds_lose_their_attached_tiles_and_shadows(renders):
+    """Tiles and stripes: GrabCut attaches whole tiles along their edges and the contact shadow on the pattern;
+    the palette clean-up (``segment.remove_palette_background``) takes them out again."""
+    from engine.data import segment
+
+    rng = np.random.default_rng(3)
+    with_cleanup, without = [], []
+    for sid, views in renders.items():
+        for view, rgba in views.items():
+            for kind in ("checker", "texture"):
+                photo, truth = composite(rgba, rng, kind)
+                with_cleanup.append(iou(segment.object_mask(photo).mask, truth))
+                keep = segment.patterned_ring
+                segment.patterned_ring = lambda *_a: False  # the same cut without the clean-up
+                try:
+                    without.append(iou(segment.object_mask(photo).mask, truth))
+                finally:
+                    segment.patterned_ring = keep
+    # measured on these 12: 0.947 with the clean-up, 0.833 without (bench_photos, 64 photos: 0.91 vs 0.81)
+    assert np.mean(with_cleanup) > np.mean(without) + 0.04 and np.mean(with_cleanup) > 0.9, (with_cleanup, without)
+
+
+def test_palette_clean_up_keeps_an_object_in_background_colours_inside_the_mask():
+    from engine.data.segment import remove_palette_background
+
+    rgb = np.zeros((60, 60, 3), np.uint8)
+    rgb[:] = (200, 40, 40)  # the ring's colour
+    rgb[10:50, 10:40] = (40, 40, 200)  # the object
+    rgb[20:30, 20:30] = (200, 40, 40)  # a background-coloured patch inside it (a logo): not at the edge, stays
+    rgb[10:50, 40:50] = (200, 40, 40)  # a tile GrabCut attached at the side: at the edge, goes
+    mask = np.zeros((60, 60), bool)
+    mask[10:50, 10:50] = True
+    palette = np.array([[200, 40, 40]], np.float32)
+    out = remove_palette_background(rgb, mask, palette)
+    assert out[10:50, 10:40].all() and not out[10:50, 41:50].any()
+    wide = mask.copy()  # a clean-up that would take more than PALETTE_MAX_SHARE of the mask takes nothing
+    rgb2 = rgb.copy()
+    rgb2[10:50, 10:40] = (200, 40, 40)
+    assert np.array_equal(remove_palette_background(rgb2, wide, palette), wide)
+
+
 def test_every_background_family_makes_a_photo_with_its_true_mask(renders):
     rgba = renders["shoe_000"]["left"]
     for kind in BACKGROUNDS:
