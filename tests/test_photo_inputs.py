@@ -75,7 +75,7 @@ def test_palette_clean_up_keeps_an_object_in_background_colours_inside_the_mask(
     palette = np.array([[200, 40, 40]], np.float32)
     out = remove_palette_background(rgb, mask, palette)
     assert out[10:50, 10:40].all() and not out[10:50, 41:50].any()
-    wide = mask.copy()  # a clean-up that would take more than PALETTE_MAX_SHARE of the mask takes nothing
+    wide = mask.copy()  # a clean-up that would take more than PALETTE_MAX_LIT of the mask takes nothing
     rgb2 = rgb.copy()
     rgb2[10:50, 10:40] = (200, 40, 40)
     assert np.array_equal(remove_palette_background(rgb2, wide, palette), wide)
