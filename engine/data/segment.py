@@ -48,6 +48,7 @@ PLAIN_CLEAN_IOU = 0.98
 SHADOW_MIN = 0.35  # darkest shadow, as a fraction of the lit background colour
 SHADOW_SPREAD = 0.12  # max difference of the three channel ratios of a shadow pixel
 RING_TEXTURE = 2.5  # 99th percentile of the ring's grey-level step (0-255 per px at WORK_SIDE): above it, a pattern
+SHADOW_ONE_COLOUR = 0.85  # a shaded piece mostly one darkened ring colour is kept (an object part, not a shadow)
 PALETTE_MAX_LIT, PALETTE_MAX_SHADE = 0.3, 0.45  # the most of the mask each kind of palette clean-up takes
 
 
@@ -188,11 +189,14 @@ def remove_palette_background(rgb: np.ndarray, mask: np.ndarray, palette: np.nda
 
     px = rgb.astype(np.float32) + 1.0
     shade, lit = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
-    for c in palette:
+    which = np.full(mask.shape, -1)  # the palette colour a shaded pixel is a darker copy of
+    for i, c in enumerate(palette):
         ratio = px / (c.astype(np.float32) + 1.0)  # (H, W, 3)
         lo, hi = ratio.min(axis=2), ratio.max(axis=2)
         flat = hi - lo < SHADOW_SPREAD
-        shade |= flat & (lo >= SHADOW_MIN) & (hi <= 0.97)
+        dark = flat & (lo >= SHADOW_MIN) & (hi <= 0.97)
+        which[dark & (which < 0)] = i
+        shade |= dark
         lit |= flat & (lo > 0.97) & (hi <= 1.03)
     found = (shade | lit) & mask
     if not found.any():
@@ -208,13 +212,20 @@ def remove_palette_background(rgb: np.ndarray, mask: np.ndarray, palette: np.nda
             continue
         if lit[piece].mean() > 0.5:
             drop_lit |= piece
-        elif np.nonzero(piece)[0].mean() > middle:
+        elif np.nonzero(piece)[0].mean() > middle and _spans_pattern(which[piece & shade]):
             drop_shade |= piece
     drop = np.zeros(mask.shape, bool)
     for part, share in ((drop_lit, PALETTE_MAX_LIT), (drop_shade, PALETTE_MAX_SHADE)):
         if part.sum() <= share * mask.sum():
             drop |= part
     return _clean(mask & ~drop) if drop.any() else mask
+
+
+def _spans_pattern(which: np.ndarray) -> bool:
+    """Whether a shaded piece darkens several of the ring's colours (a shadow falls across the pattern:
+    no colour takes more than ``SHADOW_ONE_COLOUR`` of it), not one (a sole or welt in one colour)."""
+    counts = np.bincount(which[which >= 0])
+    return counts.size > 0 and counts.max() <= SHADOW_ONE_COLOUR * counts.sum()
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
