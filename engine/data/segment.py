@@ -18,7 +18,7 @@
    pieces of the mask that are the ring's own colours, lit or darkened by one factor (attached tiles,
    shadows on the pattern). Last, ``_refine``: GrabCut again near full resolution in a band around the
    edge. ``method = "segmented"``. Measured by ``bench/bench_photos.py`` on its 160 composites: mean IoU
-   0.942 (gradients 0.97, noise 0.94, stripes 0.91, tiles 0.95, floor-wall 0.95); 0.895 before the
+   0.950 (gradients 0.97, noise 0.95, stripes 0.92, tiles 0.96, floor-wall 0.95); 0.895 before the
    palette clean-up (stripes 0.84, tiles 0.79).
 
    **Confidence** is the agreement of two independent cuts: the IoU of the result above with a second
@@ -47,7 +47,7 @@ BAND = 4  # px (at 256 px crop size, scaled with it): the refinement's uncertain
 PLAIN_CLEAN_IOU = 0.98
 SHADOW_MIN = 0.35  # darkest shadow, as a fraction of the lit background colour
 SHADOW_SPREAD = 0.12  # max difference of the three channel ratios of a shadow pixel
-RING_TEXTURE = 2.5  # 99th percentile of the ring's grey-level step (0-255 per px at WORK_SIDE): above it, a pattern
+RING_TEXTURE = 1.5  # 99th percentile of the ring's grey-level curvature (0-255 per px² at WORK_SIDE): above it, a pattern
 SHADOW_ONE_COLOUR = 0.85  # a shaded piece mostly one darkened ring colour is kept (an object part, not a shadow)
 PALETTE_MAX_LIT, PALETTE_MAX_SHADE = 0.3, 0.45  # the most of the mask each kind of palette clean-up takes
 
@@ -141,11 +141,12 @@ def _colour_prior(rgb: np.ndarray, k: int, centres: np.ndarray) -> np.ndarray:
 
 def patterned_ring(rgb: np.ndarray, k: int) -> bool:
     """Whether the border ring is a pattern (tiles, stripes, grain, coarse noise) rather than a smooth
-    surface: the 99th percentile of its grey-level steps between neighbouring pixels above ``RING_TEXTURE``.
-    Measured on the bench's composites at 384 px: gradients 0.3-2, patterns 2.7-94 (a few smooth
-    stripes and two-tone floors 0.7-2)."""
+    surface: the 99th percentile of its grey-level second differences between neighbouring pixels (zero on
+    any straight colour ramp, however steep) above ``RING_TEXTURE``. Measured on 100 composites at 384 px:
+    gradients 0.3-1.0, noise 1.7-44, tiles 9-89, stripes 1.0-11 (the smoothest eight under 1.5), floor and
+    wall 0.7-40 (the horizon line)."""
     g = rgb.astype(np.float32).mean(axis=2)
-    gx, gy = np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0))
+    gx, gy = np.abs(np.diff(g, n=2, axis=1)), np.abs(np.diff(g, n=2, axis=0))
     steps = np.concatenate([gx[:k].ravel(), gx[-k:].ravel(), gy[:, :k].ravel(), gy[:, -k:].ravel()])
     return bool(np.percentile(steps, 99) > RING_TEXTURE)
 
@@ -181,7 +182,8 @@ def remove_palette_background(rgb: np.ndarray, mask: np.ndarray, palette: np.nda
     ring's colours (``palette`` (K, 3)) times one factor in every channel (the three ratios within
     ``SHADOW_SPREAD``): lit (factor 0.97-1.03) or in shadow (``SHADOW_MIN``-0.97). Connected pieces of such
     pixels that reach the mask's edge go: lit ones anywhere, shadowed ones when below the mask's middle
-    (where a cast or contact shadow falls). Lit pieces go only while they take at most ``PALETTE_MAX_LIT``
+    (where a cast or contact shadow falls) and darker copies of several ring colours (``_spans_pattern``:
+    a shadow falls across the pattern; a sole in one darkened ring colour stays). Lit pieces go only while they take at most ``PALETTE_MAX_LIT``
     of the mask, shadowed ones ``PALETTE_MAX_SHADE`` (a shoe in the background's colours is not eaten).
     Inpainting (``remove_shadow``) cannot rebuild a pattern; this needs no background model beyond the
     ring's colours. Returns the cleaned (H, W) bool mask (``mask`` itself when nothing goes)."""
