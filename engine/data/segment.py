@@ -23,8 +23,7 @@
 
    **Confidence** is the agreement of two independent cuts: the IoU of the result above with a second
    GrabCut started only from a rectangle (the first result's box grown by 10 %; on a patterned
-   background both cuts get the palette clean-up). Clear subjects give
-   both the same answer (IoU ≈ 0.97-1); a subject that blends into its background gives two different
+   background both cuts get the palette clean-up). Clear subjects give both the same answer (IoU ≈ 0.97-1); a subject that blends into its background gives two different
    answers. ``MIN_CONFIDENCE`` is the level under which callers ask the user to look at the mask. It
    misses errors both cuts share (a shadow on tiles): on the bench, confident and unsure masks score
    alike, so the preview shows every mask, not only the unsure ones.
@@ -183,8 +182,9 @@ def remove_palette_background(rgb: np.ndarray, mask: np.ndarray, palette: np.nda
     ``SHADOW_SPREAD``): lit (factor 0.97-1.03) or in shadow (``SHADOW_MIN``-0.97). Connected pieces of such
     pixels that reach the mask's edge go: lit ones anywhere, shadowed ones when below the mask's middle
     (where a cast or contact shadow falls) and darker copies of several ring colours (``_spans_pattern``:
-    a shadow falls across the pattern; a sole in one darkened ring colour stays). Lit pieces go only while they take at most ``PALETTE_MAX_LIT``
-    of the mask, shadowed ones ``PALETTE_MAX_SHADE`` (a shoe in the background's colours is not eaten).
+    a shadow falls across the pattern; a sole in one darkened ring colour stays). Lit pieces go only
+    while they take at most ``PALETTE_MAX_LIT`` of the mask, shadowed ones ``PALETTE_MAX_SHADE`` (a shoe
+    in the background's colours is not eaten).
     Inpainting (``remove_shadow``) cannot rebuild a pattern; this needs no background model beyond the
     ring's colours. Returns the cleaned (H, W) bool mask (``mask`` itself when nothing goes)."""
     from scipy import ndimage
