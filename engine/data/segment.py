@@ -25,8 +25,9 @@
    GrabCut started only from a rectangle (the first result's box grown by 10 %; on a patterned
    background both cuts get the palette clean-up). Clear subjects give both the same answer (IoU ≈
    0.97-1); a subject that blends into its background gives two different answers. ``MIN_CONFIDENCE``
-   is the level under which callers ask the user to look at the mask. It misses errors both cuts share (a shadow on tiles): on the bench, confident and unsure masks score
-   alike, so the preview shows every mask, not only the unsure ones.
+   is the level under which callers ask the user to look at the mask. It misses errors both cuts share
+   (a shadow on tiles): on the bench, confident and unsure masks score alike, so the preview shows every
+   mask, not only the unsure ones.
 
 Empty results raise nothing here: ``mask.any()`` is False and the caller names the view.
 """
