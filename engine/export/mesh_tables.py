@@ -2,8 +2,9 @@
 
 ONNX has no sparse ops, so the export gathers rows through index tables. Two kinds, one interface
 (``mean(h, channels)``: (V, B, C) -> (V, B, C); ``unpool(x, channels)``: coarse (V_c, B, C) -> (V, B, C);
-``num_verts``; ``template``), each checked against the mesh when built (``RuntimeError`` if its
-tables do not give the mesh's neighbours):
+``num_verts``; ``template``). ``SlotTable`` is read straight from the level's neighbour lists;
+``EdgeTable`` is checked against the mesh when built (``RuntimeError`` if its tables do not give the
+mesh's neighbours):
 
 * ``SlotTable`` — the fast one (``student.onnx``). Per run of consecutive vertices with the same degree d
   (an ico-sphere: its 12 original vertices, degree 5, then the rest, degree 6) a slot-major (d, n)
@@ -38,6 +39,7 @@ import torch.nn as nn
 
 from engine.geometry.mesh import icosphere, unique_edges
 from engine.students.mesh_student import MeshGraph
+
 
 def degree_runs(degree: list[int]) -> list[tuple[int, int, int]]:
     """``(start, stop, d)`` for every run of consecutive vertices with the same degree d."""
@@ -145,7 +147,6 @@ def edge_table(graph: MeshGraph, edges: torch.Tensor | None = None, parents: tor
     table.num_verts = graph.num_verts
     table.register_buffer("template", graph.template, persistent=False)  # (V, 3)
     return table
-
 
 
 class SlotTable(nn.Module):
