@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data.composites import composite, main_colours
+from engine.data.composites import composite
 from engine.data.sample_shoes import build_sample
 from engine.jobs import NULL_CONTEXT
 from tests.conftest import make_roots, served_studio
@@ -26,9 +26,8 @@ def app(tmp_path_factory):
     photo, _ = composite(left, np.random.default_rng(2), "floor-wall")  # a phone-style photo of the left side
     Image.fromarray(photo).save(base / "left_photo.jpg", quality=92)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(base / "noise.png")
-    alpha = left[:, :, 3:] / 255.0  # the shoe on a backdrop of its own main colour: an unsure mask
-    same = np.clip(np.ones_like(left[:, :, :3]) * main_colours(left)[0] * (1 - alpha) + left[:, :, :3] * alpha, 0, 255)
-    Image.fromarray(same.astype(np.uint8)).save(base / "blends_in.png")
+    unsure, _ = composite(left, np.random.default_rng(0), "gradient")  # two cuts disagree: confidence 0.78
+    Image.fromarray(unsure).save(base / "blends_in.png")
     front = np.asarray(Image.open(shoe / "front.png"))  # a phone JPEG: stored turned, EXIF orientation 6
     rgb = np.where(front[:, :, 3:] > 0, front[:, :, :3], 255).astype(np.uint8)
     exif = Image.Exif()
