@@ -17,6 +17,8 @@ shadow, rotation up to 6 degrees, off-centre, 40-80 % of the frame; generated, n
   student; CD-L1 vs GT (``geometry.metrics.mesh_metrics``, normalised, 10k points) next to the same
   student on the clean renders, and on the same photos given their true masks (what framing and
   levelling alone cost). Bar: photos <= 1.15 x clean.
+* ``--compare RUN``: a second run of the same split (e.g. one trained with ``--photo-views``) measured on
+  the same photos and masks, side by side.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=30, help="epochs of the student trained when no --run")
     ap.add_argument("--photos", type=int, default=2, help="composites per view for the mask table")
     ap.add_argument("--shoes", type=int, default=0, help="only the first N val shoes (0 = all)")
+    ap.add_argument("--compare", help="a second run ID (same --runs, same val split) measured on the same photos")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -75,6 +78,11 @@ def main() -> int:
     run_dir = Path(args.runs) / args.run if args.run else trained_run(args.epochs)
     run = open_run(run_dir, "best")
     ids = run.val_ids[: (4 if args.quick else args.shoes or None)]
+    other = open_run(Path(args.runs) / args.compare, "best") if args.compare else None
+    if other is not None and (list(other.val_ids) != list(run.val_ids)
+                              or other.student.config.image_size != run.student.config.image_size):
+        raise SystemExit(f"--compare {args.compare}: not the same val split and image size as {run_dir.name}")
+    cd_other = {"clean": [], "true": [], "photo": []}
     photos_per_view = 1 if args.quick else args.photos
     size = run.student.config.image_size
     faces = run.student.faces.cpu().numpy()
@@ -109,6 +117,11 @@ def main() -> int:
         cd_clean.append(mesh_metrics(clean, faces, gt_v, gt_f)["cd_l1"])
         cd_photo.append(mesh_metrics(photo_v, faces, gt_v, gt_f)["cd_l1"])
         cd_true.append(mesh_metrics(true_v, faces, gt_v, gt_f)["cd_l1"])
+        if other is not None:
+            for key, views in (("clean", other.views(other.shoe(sid))), ("photo", from_photos),
+                               ("true", views_from_photos(true_cut, size)[0])):
+                pred = predict(other.student, views).numpy()
+                cd_other[key].append(mesh_metrics(pred, other.student.faces.cpu().numpy(), gt_v, gt_f)["cd_l1"])
         print(f"  {sid}: CD-L1 clean {cd_clean[-1]:.5f} true masks {cd_true[-1]:.5f} photos {cd_photo[-1]:.5f}",
               file=sys.stderr)
 
@@ -134,6 +147,16 @@ def main() -> int:
           f"{statistics.fmean(cd_true):.5f} | | {statistics.fmean(cd_true) / statistics.fmean(cd_clean):.3f}x |")
     print(f"| student CD-L1, composited photos | {statistics.fmean(cd_photo):.5f} | | |")
     print(f"| photos / clean | {ratio:.3f}x | <= {BAR_CD_RATIO}x | {'PASS' if ratio <= BAR_CD_RATIO else 'MISS'} |")
+    if other is not None:
+        print("\nThe same photos and masks, two students side by side (student CD-L1 vs GT, mean over the shoes):\n")
+        print("| run | clean renders | photos, true masks | photos | photos / clean | bar |")
+        print("|---|---:|---:|---:|---:|---|")
+        for name, c in ((run_dir.name, {"clean": cd_clean, "true": cd_true, "photo": cd_photo}),
+                        (args.compare, cd_other)):
+            m = {k: statistics.fmean(v) for k, v in c.items()}
+            r = m["photo"] / m["clean"]
+            print(f"| {name} | {m['clean']:.5f} | {m['true']:.5f} | {m['photo']:.5f} | {r:.3f}x | "
+                  f"{'PASS' if r <= BAR_CD_RATIO else 'MISS'} |")
     return 0
 
 

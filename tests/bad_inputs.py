@@ -222,7 +222,7 @@ def _teacher_ui(*photos, source="uploaded photos", dataset=None, shoe=None) -> t
 def _train_ui(epochs=1, lr=1e-3, dataset="sample", cache="sample-vh") -> tuple:
     """Train 3D tab: dataset, cache, schedule, α start / end, epochs, lr, batch, λ edge / smooth, width, seed,
     baseline."""
-    return ("/train_start", (dataset, cache, "default", 0.9, 0.3, epochs, lr, 1, 2.0, 1.0, 4, 0, False, 0.0))
+    return ("/train_start", (dataset, cache, "default", 0.9, 0.3, epochs, lr, 1, 2.0, 1.0, 4, 0, False, 0.0, 0))
 
 
 def _vae_ui(dataset, lr=1e-3, batch=8) -> tuple:

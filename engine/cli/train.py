@@ -1,8 +1,8 @@
 """``python -m engine train ...`` and ``python -m engine evaluate ...``: 3D distillation in the foreground.
 
     python -m engine train --data ROOT --cache DIR [--config cfg.json] [--epochs N --lr X --batch-size B
-                           --seed S --schedule NAME --baseline | --with-baseline --lambda-feat X --device D
-                           --out-runs DIR]
+                           --seed S --schedule NAME --baseline | --with-baseline --lambda-feat X
+                           --photo-views K --device D --out-runs DIR]
                            [--resume RUN_ID]
     python -m engine evaluate --run ID [--baseline ID] [--runs DIR] [--checkpoint best|last]
 
@@ -43,7 +43,7 @@ def _config_from_args(args: argparse.Namespace) -> dict:
     cfg: dict = read_config_json(args.config) if args.config else {}
     flags = {"data": args.data, "cache": args.cache, "epochs": args.epochs, "lr": args.lr,
              "batch_size": args.batch_size, "seed": args.seed, "schedule": args.schedule, "device": args.device,
-             "lambda_feat": args.lambda_feat}
+             "lambda_feat": args.lambda_feat, "photo_views": args.photo_views}
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if args.baseline:
         cfg["baseline"] = True
@@ -155,6 +155,9 @@ def register(sub) -> None:
                    help="train the student, then its GT-only baseline, evaluate both and write the distillation report")
     p.add_argument("--lambda-feat", type=float, default=None,
                    help="weight of the feature-level distillation term (needs a cache with teacher features)")
+    p.add_argument("--photo-views", type=int, default=None, metavar="K",
+                   help="train also on K photo-style versions of each shoe's views (composited, segmented and "
+                        "framed as uploaded photos are; about 4 s per shoe and version to make); default 0")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--out-runs", default=None, help="runs folder (default $DS_RUNS or ./runs)")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run from checkpoints/last.pt")

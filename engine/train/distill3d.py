@@ -57,6 +57,7 @@ from engine.students.mesh_student import MeshStudent, StudentConfig
 from engine.train.distill_config import resume_mismatch, validate_config
 from engine.train.distill_loss import total_loss
 from engine.train.feature_distill import FeatureHook, FeatureTargets, feature_loss, make_projector
+from engine.train.photo_views import load_or_build, swap_views
 from engine.train.schedules import alpha_at, item_alphas, resolve_schedule
 from engine.train.shoe_data import ShoeSet, load_shoes, split_ids
 
@@ -97,10 +98,15 @@ def _all_reduce(values: list[float], world: int, op: str = "sum") -> list[float]
     return t.tolist()
 
 
-def _batch(shoes: ShoeSet, rows: list[int], device) -> dict:
+def _batch(shoes: ShoeSet, rows: list[int], device, photo: tuple | None = None) -> dict:
+    """One step's tensors; ``photo`` = ``(table, prob, generator)`` swaps in photo-style views
+    (``engine.train.photo_views.swap_views``)."""
     idx = torch.as_tensor(rows, dtype=torch.long)
     cpu = device.type == "cpu"
-    return {"views": batch_views(shoes.views[idx], device),
+    views = shoes.views[idx]  # (B, 4, 4, S, S) uint8
+    if photo is not None:
+        views = swap_views(views, [shoes.ids[r] for r in rows], *photo)
+    return {"views": batch_views(views, device),
             "teacher_points": shoes.teacher_points[idx].to(device),
             "gt_points": shoes.gt_points[idx, :shoes.train_points].to(device),
             "has_teacher": shoes.has_teacher[idx], "has_gt": shoes.has_gt[idx],
@@ -225,6 +231,10 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     log, metric = ctx.log, ctx.metric
     ckpt_dir = Path(ctx.run_dir) / CKPT_DIR if ctx.run_dir is not None else None
     train, val, split, counts = _prepare(ctx, cfg, rank)
+    photo_table = None
+    if cfg["photo_views"] > 0:
+        photo_table = load_or_build(ctx, Path(ctx.run_dir) if writer else None, Path(cfg["data"]), list(train.ids),
+                                    cfg["student"]["image_size"], cfg["photo_views"], cfg["seed"])
 
     torch.manual_seed(cfg["seed"])
     student = MeshStudent(StudentConfig.from_dict(cfg["student"])).to(device)
@@ -282,7 +292,9 @@ def _train(ctx, cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                 ctx.check_cancelled()
                 raise JobCancelled("cancelled by the user")
             rows = order[(step - 1) * bs: step * bs]
-            b = _batch(train, rows, device)
+            photo = None if photo_table is None else (photo_table, cfg["photo_prob"], torch.Generator().manual_seed(
+                step_seed(cfg["seed"] + 1, epoch, step, rank)))
+            b = _batch(train, rows, device, photo)
             alphas = item_alphas(alpha, b["has_teacher"], b["has_gt"]).to(device)  # (B,)
             clock.lap("data")
             with FeatureHook(model) as hook:

@@ -26,6 +26,9 @@ every checkpoint) or raises ``UserError`` naming the offending key. Keys:
     threads         torch threads on CPU while training (0 = leave torch's setting)           2
     resume          continue the run folder's ``checkpoints/last.pt``                         False
     student         ``StudentConfig`` fields (width, hidden, blocks, fine_blocks, ...)        {}
+    photo_views     photo-style versions per training shoe (``engine.train.photo_views``),
+                    made when the run starts; 0 = off                                         0
+    photo_prob      chance a training shoe's views are swapped for one of its versions        0.5
 
 The Chamfer terms compare the student's ``n_points`` samples with the 10k teacher / GT points — 10k
 on both sides, as the issue specifies (the seed compared the 10k teacher points with the student's 2562
@@ -54,7 +57,8 @@ DEFAULTS: dict = {
     "alpha_start": None, "alpha_end": None, "lambda_edge": 2.0, "lambda_smooth": 1.0, "lambda_feat": 0.0,
     "n_points": 10000,
     "target_points": 10000, "chamfer_norm": 1, "val_fraction": 0.2, "checkpoint_every": 10, "max_nan_steps": 5,
-    "baseline": False, "device": "auto", "threads": 2, "resume": False, "student": {},
+    "baseline": False, "device": "auto", "threads": 2, "resume": False, "student": {}, "photo_views": 0,
+    "photo_prob": 0.5,
 }
 # keys that may differ between a run and its resumption (``epochs``: train longer)
 RESUME_FREE_KEYS = ("epochs", "resume", "device", "threads")
@@ -141,6 +145,7 @@ def validate_config(config: dict) -> dict:
     _int(cfg, "checkpoint_every", 0)
     _int(cfg, "max_nan_steps", 1)
     _int(cfg, "threads", 0, 1024)
+    _int(cfg, "photo_views", 0, 64)
     if cfg["chamfer_norm"] not in (1, 2) or isinstance(cfg["chamfer_norm"], bool):
         raise UserError(f"chamfer_norm must be 1 (Euclidean) or 2 (squared) (got {cfg['chamfer_norm']!r})")
     _float(cfg, "lr", 0.0, positive=True)
@@ -148,6 +153,9 @@ def validate_config(config: dict) -> dict:
     _float(cfg, "lambda_smooth", 0.0)
     _float(cfg, "lambda_feat", 0.0)
     _float(cfg, "val_fraction", 0.0, below=1.0)
+    _float(cfg, "photo_prob", 0.0)
+    if cfg["photo_prob"] > 1:
+        raise UserError(f"photo_prob must be a probability in [0, 1] (got {cfg['photo_prob']!r})")
     if cfg["schedule"] not in SCHEDULE_NAMES:
         raise UserError(f"schedule must be one of {', '.join(SCHEDULE_NAMES)} (got {cfg['schedule']!r})")
     resolve_schedule(cfg["schedule"], cfg["alpha_start"], cfg["alpha_end"])  # validates the alphas
@@ -161,6 +169,7 @@ def validate_config(config: dict) -> dict:
 
 
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
-    """Keys (other than ``RESUME_FREE_KEYS``) whose values differ between a checkpoint and a config."""
+    """Keys (other than ``RESUME_FREE_KEYS``) whose values differ between a checkpoint and a config; a key
+    an older checkpoint lacks counts as its default."""
     keys = (set(saved) | set(cfg)) - set(RESUME_FREE_KEYS)
-    return sorted(k for k in keys if saved.get(k) != cfg.get(k))
+    return sorted(k for k in keys if saved.get(k, DEFAULTS.get(k)) != cfg.get(k, DEFAULTS.get(k)))

@@ -122,10 +122,10 @@ def comparison_md(studio: Studio, run_id: str | None) -> str:
 
 
 def make_config(studio: Studio, ds, cache_name, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width,
-                seed, l_feat=0.0) -> dict:
+                seed, l_feat=0.0, photo_views=0) -> dict:
     cfg = {"data": str(studio.dataset_path(ds)), "epochs": int(epochs), "lr": float(lr), "batch_size": int(batch),
            "seed": int(seed), "schedule": schedule, "lambda_edge": float(l_edge), "lambda_smooth": float(l_smooth),
-           "lambda_feat": float(l_feat or 0.0), "student": {"width": int(width)}}
+           "lambda_feat": float(l_feat or 0.0), "student": {"width": int(width)}, "photo_views": int(photo_views or 0)}
     if cache_name:
         cfg["cache"] = str(studio.cache_root / validate_id(cache_name, "cache name"))
     if schedule == "custom":
@@ -159,6 +159,8 @@ def build(studio: Studio) -> None:
         seed = gr.Number(value=0, precision=0, label="seed")
         baseline = gr.Checkbox(value=True, label="also train the baseline (GT only)")
         l_feat = gr.Number(value=0.0, minimum=0, label="λ feat (feature distillation)", elem_id="train-lambda-feat")
+        photo_views = gr.Number(value=0, precision=0, minimum=0, elem_id="train-photo-views",
+                                label="photo-style views per shoe (for students run on phone photos; ~4 s per shoe each)")
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -177,9 +179,9 @@ def build(studio: Studio) -> None:
     job = gr.State(None)
     timer = gr.Timer(2.0, active=False)
 
-    def start_training(ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, with_baseline, lf=0.0):
+    def start_training(ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, with_baseline, lf=0.0, pv=0):
         try:
-            cfg = make_config(studio, ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, lf)
+            cfg = make_config(studio, ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, lf, pv)
             if with_baseline:
                 main = studio.runner.submit(distill_with_baseline, kind=KIND, config={**cfg, "with_baseline": True})
             else:
@@ -241,7 +243,7 @@ def build(studio: Studio) -> None:
             studio.runner.cancel(job_id)
         return progress_html(studio.runner.get(state["run"]) if state else None, idle="nothing running")
 
-    form = [dataset, cache, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width, seed, baseline, l_feat]
+    form = [dataset, cache, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width, seed, baseline, l_feat, photo_views]
     start.click(start_training, inputs=form, outputs=[job, progress, timer, resume_pick, table], api_name="train_start")
     resume.click(resume_run, inputs=[resume_pick], outputs=[job, progress, timer, table], api_name="train_resume")
     evaluate.click(start_eval, inputs=[job, resume_pick], outputs=[job, progress, timer], api_name="train_evaluate")
