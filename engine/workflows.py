@@ -99,6 +99,7 @@ def distill_with_baseline(ctx, config: dict) -> dict:
     """Student + baseline + evaluation + report (see the module docstring); returns the report."""
     from engine.evaluate.distill_report import build_report
     from engine.evaluate.mesh_eval import evaluate_run
+    from engine.train import photo_views
     from engine.train.distill_config import validate_config
 
     if ctx.run_dir is None:
@@ -130,6 +131,10 @@ def distill_with_baseline(ctx, config: dict) -> dict:
         raise
     with runs.RunLock(base_dir):  # the baseline has one writer too (no `train --resume` of it meanwhile)
         base_ctx.recorder.start("running")
+        made = student_dir / photo_views.FILE
+        if cfg["photo_views"] and made.is_file() and not (base_dir / photo_views.FILE).is_file():
+            # the same shoes' photo-style versions (load_or_build checks they match): not made twice
+            storage.write_bytes(base_dir / photo_views.FILE, made.read_bytes())
         try:
             _train_one(base_ctx, base_cfg)
         except BaseException as exc:

@@ -70,3 +70,17 @@ def test_cli_trains_with_photo_views_and_a_resume_reuses_them(tiny, tmp_path, ca
     assert "photo-style views: 3 of 3 shoes x 1 made" in (run / "log.txt").read_text()
     assert run_cli(["train", "--resume", run.name, "--epochs", "2", "--out-runs", str(out), "--quiet"]) == 0
     assert "photo-style views: reused" in (run / "log.txt").read_text()
+
+
+def test_with_baseline_makes_the_photo_views_once(tiny, tmp_path):  # noqa: F811
+    cfg = base_cfg(tiny, epochs=1)
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({k: v for k, v in cfg.items() if k not in ("data", "cache")}))
+    out = tmp_path / "runs"
+    assert run_cli(["train", "--data", cfg["data"], "--cache", cfg["cache"], "--config", str(cfg_file),
+                    "--photo-views", "1", "--with-baseline", "--out-runs", str(out), "--quiet"]) == 0
+    student = only_run(out, exclude={p.name for p in out.iterdir() if p.name.endswith("-baseline")})
+    baseline = out / f"{student.name}-baseline"
+    assert "made" in (student / "log.txt").read_text()
+    assert "photo-style views: reused" in (baseline / "log.txt").read_text()
+    assert json.loads((baseline / "config.json").read_text())["photo_views"] == 1
