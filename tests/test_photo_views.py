@@ -13,7 +13,7 @@ from test_train3d_run import base_cfg, tiny  # noqa: F401  (module fixture reuse
 from engine.config import UserError
 from engine.data.layout import list_shoes, load_views
 from engine.train.distill_config import resume_mismatch, validate_config
-from engine.train.photo_views import FILE, make_versions, swap_views
+from engine.train.photo_views import FILE, load_or_build, make_versions, swap_views
 
 
 def test_versions_are_framed_photo_views_of_the_shoe(tiny):  # noqa: F811
@@ -84,3 +84,22 @@ def test_with_baseline_makes_the_photo_views_once(tiny, tmp_path):  # noqa: F811
     assert "made" in (student / "log.txt").read_text()
     assert "photo-style views: reused" in (baseline / "log.txt").read_text()
     assert json.loads((baseline / "config.json").read_text())["photo_views"] == 1
+
+
+def test_an_unreadable_photo_views_file_is_made_again(tiny, tmp_path):  # noqa: F811
+    from conftest import Recording
+
+    class Logged(Recording):
+        def __init__(self):
+            super().__init__()
+            self.logs = []
+
+        def log(self, text):
+            self.logs.append(text)
+
+    sid = list_shoes(tiny / "data")[0].id
+    (tmp_path / FILE).write_bytes(b"not a torch file")
+    ctx = Logged()
+    table = load_or_build(ctx, tmp_path, tiny / "data", [sid], 32, 1, 0)
+    assert bool(table["made"].all()) and any("unreadable" in line for line in ctx.logs), ctx.logs
+    assert torch.equal(torch.load(tmp_path / FILE, weights_only=True)["views"], table["views"])

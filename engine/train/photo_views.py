@@ -76,14 +76,20 @@ def build(ctx, data_root: Path, ids: list[str], image_size: int, per_shoe: int, 
 def load_or_build(ctx, run_dir: Path | None, data_root: Path, ids: list[str], image_size: int, per_shoe: int,
                   seed: int) -> dict:
     """``build``'s table, read from ``run_dir/photo_views.pt`` when it holds these shoes at this size and
-    count (a resumed run), else built and written there atomically."""
+    count (a resumed run), else built and written there atomically (an unreadable file is made again: it
+    holds nothing that cannot be)."""
+    from engine.config import UserError
     from engine.storage import torch_load, torch_save
 
     path = Path(run_dir) / FILE if run_dir is not None else None
     if path is not None and path.is_file():
-        table = torch_load(path)
-        if (table.get("ids") == list(ids) and tuple(table["views"].shape[1:]) ==
-                (per_shoe, 4, 4, image_size, image_size)):
+        try:
+            table = torch_load(path)
+        except UserError as exc:
+            ctx.log(f"photo-style views: {path.name} unreadable ({exc}); making them again")
+            table = None
+        if (isinstance(table, dict) and table.get("ids") == list(ids) and isinstance(table.get("views"), torch.Tensor)
+                and isinstance(table.get("made"), torch.Tensor) and tuple(table["views"].shape[1:]) == (per_shoe, 4, 4, image_size, image_size)):
             ctx.log(f"photo-style views: reused {path.name} ({len(ids)} shoes x {per_shoe})")
             return table
     table = build(ctx, data_root, ids, image_size, per_shoe, seed)
