@@ -83,6 +83,7 @@ def main() -> int:
                               or other.student.config.image_size != run.student.config.image_size):
         raise SystemExit(f"--compare {args.compare}: not the same val split and image size as {run_dir.name}")
     cd_other = {"clean": [], "true": [], "photo": []}
+    other_faces = other.student.faces.cpu().numpy() if other is not None else None
     photos_per_view = 1 if args.quick else args.photos
     size = run.student.config.image_size
     faces = run.student.faces.cpu().numpy()
@@ -113,15 +114,15 @@ def main() -> int:
         clean = predict(run.student, run.views(shoe)).numpy()
         from_photos, _ = views_from_photos(shoot, size, accept_unsure=True)
         photo_v = predict(run.student, from_photos).numpy()
-        true_v = predict(run.student, views_from_photos(true_cut, size)[0]).numpy()  # same photos, true masks
+        true_views = views_from_photos(true_cut, size)[0]  # the same photos with their true masks
+        true_v = predict(run.student, true_views).numpy()
         cd_clean.append(mesh_metrics(clean, faces, gt_v, gt_f)["cd_l1"])
         cd_photo.append(mesh_metrics(photo_v, faces, gt_v, gt_f)["cd_l1"])
         cd_true.append(mesh_metrics(true_v, faces, gt_v, gt_f)["cd_l1"])
         if other is not None:
-            for key, views in (("clean", other.views(other.shoe(sid))), ("photo", from_photos),
-                               ("true", views_from_photos(true_cut, size)[0])):
+            for key, views in (("clean", other.views(other.shoe(sid))), ("photo", from_photos), ("true", true_views)):
                 pred = predict(other.student, views).numpy()
-                cd_other[key].append(mesh_metrics(pred, other.student.faces.cpu().numpy(), gt_v, gt_f)["cd_l1"])
+                cd_other[key].append(mesh_metrics(pred, other_faces, gt_v, gt_f)["cd_l1"])
         print(f"  {sid}: CD-L1 clean {cd_clean[-1]:.5f} true masks {cd_true[-1]:.5f} photos {cd_photo[-1]:.5f}",
               file=sys.stderr)
 
