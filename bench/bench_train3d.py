@@ -20,11 +20,13 @@ at the start and the end):
   (target <= 600 s), student vs teacher val CD-L1 (target <= 1.25x) and student vs baseline.
 
 * ``--arms "A;B;..."``: instead, one ``--full-epochs`` run per arm, one after another in this process (each
-  arm is comma-separated ``KEY=VALUE`` config overrides, e.g. ``"threads=1;threads=2,n_points=5000"``), and
+  arm is comma-separated ``KEY=VALUE`` config overrides, e.g. ``"threads=1;threads=2,n_points=5000"``; a
+  student field as ``student.width=12``), and
   a table side by side: total seconds (loading included), seconds per epoch, the per-part breakdown of
   an epoch (data, forward, loss = sampling + Chamfer + regularisers, backward, optimiser, validation,
   other), final, best and last-5-epoch mean val CD-L1 and each arm's ratios to the first arm (target:
-  <= 240 s for 50 epochs with val CD-L1 within 3 % of the first arm). At a constant learning rate the
+  <= 240 s for 50 epochs with val CD-L1 within 3 % of the first arm, or lower: issue 17 asks for speed
+  without losing quality). At a constant learning rate the
   val CD-L1 of single epochs swings by +-10 % near the end (measured: 0.0147 -> 0.0102 over the last 8
   epochs of one run), and two runs that differ only in the last bits (1 vs 2 threads) end 18 % apart
   on the final epoch but 2.5 % apart on the mean of the last 5, so the verdict uses that mean.
@@ -87,15 +89,21 @@ def prepare(args) -> tuple[Path, Path]:
 
 
 def overrides(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings -> config overrides (VALUE parsed as JSON, else kept as a string)."""
-    out = {}
+    """``KEY=VALUE`` strings -> config overrides (VALUE parsed as JSON, else kept as a string); a dotted
+    ``student.FIELD=VALUE`` sets one field of the ``student`` mapping."""
+    out: dict = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, value = item.strip().partition("=")
         if not sep:
             raise SystemExit(f"--set wants KEY=VALUE, got {item!r}")
         try:
-            out[key] = json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError:
+            pass
+        outer, dot, inner = key.partition(".")
+        if dot:
+            out.setdefault(outer, {})[inner] = value
+        else:
             out[key] = value
     return out
 
@@ -266,15 +274,16 @@ def compare_arms(run_root: Path, base: dict, arms: str, epochs: int) -> int:
         final = t["epochs"][-1]["val_cd_l1"]
         best = min(r["val_cd_l1"] for r in t["epochs"])
         secs = statistics.mean(r["seconds"] for r in t["epochs"])
-        same = abs(last5(t) / first_val - 1) <= ARM_VAL_TOLERANCE
+        ratio = last5(t) / first_val
+        val = "same" if abs(ratio - 1) <= ARM_VAL_TOLERANCE else ("better" if ratio < 1 else "worse")
         fast = t["total"] <= TARGET_ARM_50_EPOCHS_S * epochs / 50
         print(" | ".join([name, f"{t['total']:.1f}", f"{secs:.2f}", *(f"{parts[p]:.2f}" for p in (*PARTS, "other")),
                           f"{final:.5f}", f"{best:.5f}", f"{last5(t):.5f}", f"{t['total'] / first_total:.2f}x",
                           f"{last5(t) / first_val:.3f}",
-                          ("PASS" if fast and same else "MISS") + f" (time {'ok' if fast else 'over'}, "
-                          f"val {'same' if same else 'differs'})"]))
+                          ("PASS" if fast and val != "worse" else "MISS") + f" (time {'ok' if fast else 'over'}, "
+                          f"val {val})"]))
     print(f"verdict: total <= {TARGET_ARM_50_EPOCHS_S:g} s per 50 epochs (scaled to {epochs}) and the last-5-epoch "
-          f"mean val CD-L1 within {ARM_VAL_TOLERANCE:.0%} of the first arm's")
+          f"mean val CD-L1 within {ARM_VAL_TOLERANCE:.0%} of the first arm's or lower (same / better / worse)")
     return 0
 
 

@@ -100,11 +100,13 @@ def distill_with_baseline(ctx, config: dict) -> dict:
     from engine.evaluate.distill_report import build_report
     from engine.evaluate.mesh_eval import evaluate_run
     from engine.train import photo_views
-    from engine.train.distill_config import validate_config
+    from engine.train.distill_config import validate_config, with_saved_student
 
     if ctx.run_dir is None:
         raise UserError("distillation with a baseline needs a run folder for the student")
     student_dir = Path(ctx.run_dir)
+    if config.get("resume"):
+        config = with_saved_student(config, student_dir)
     cfg = validate_config({k: v for k, v in config.items() if k not in ("with_baseline", "resume")})
     if cfg["baseline"]:
         raise UserError("with_baseline trains the distilled student and its baseline; do not set baseline too")

@@ -255,3 +255,10 @@ def test_a_missing_view_is_named_with_what_it_costs():
     assert "1 of 4" in one and "missing: left, back, right" in one
     assert "blob" in one and "slab" in one and "several views" in one
     assert views_note(["right", "front", "left", "back"]) == "Views given: all four (front, left, back, right)."
+
+
+def test_the_train_forms_student_width_is_the_engines_default():
+    from engine.students.mesh_student import StudentConfig
+    from studio.tabs.train3d import STUDENT_WIDTH
+
+    assert STUDENT_WIDTH == StudentConfig().width

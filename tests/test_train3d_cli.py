@@ -103,6 +103,23 @@ def test_cli_resume_continues_a_run(tiny, tmp_path):  # noqa: F811
         run_cli(["train", "--resume", "nope", "--out-runs", str(out)])
 
 
+def test_a_resume_keeps_the_student_it_was_trained_with_when_config_json_names_part_of_it(tiny, tmp_path):  # noqa: F811
+    """A studio run's config.json names only the student's width; resuming it must rebuild the architecture
+    in its checkpoint (hidden 16, one block, 32 px: not today's defaults), for the run alone and for a pair."""
+    out = tmp_path / "runs"
+    cfg = {**base_cfg(tiny, epochs=1), "student": {**TINY, "fine_hidden": 8, "fine_maps": 2}}
+    for pair in ([], ["--with-baseline"]):
+        assert run_cli(["train", "--out-runs", str(out), "--quiet", *pair, "--config",
+                        str(_write(tmp_path / "c.json", cfg))]) == 0
+        run = max((p for p in out.iterdir() if not p.name.endswith("-baseline")), key=lambda p: p.stat().st_mtime)
+        trained = load_checkpoint(run / "checkpoints" / "last.pt")["student_config"]
+        saved = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**saved, "student": {"width": TINY["width"]}}))
+        assert run_cli(["train", "--resume", run.name, "--epochs", "2", "--out-runs", str(out), "--quiet"]) == 0
+        ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+        assert ckpt["epoch"] == 2 and ckpt["student_config"] == trained
+
+
 def _write(path: Path, cfg: dict) -> Path:
     path.write_text(json.dumps(cfg))
     return path

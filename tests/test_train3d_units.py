@@ -106,6 +106,9 @@ def test_validate_config_fills_defaults_and_checks_keys():
     ({"baseline": "yes"}, "^baseline must be"),
     ({"student": {"widht": 8}}, "^student: unknown student config keys: widht"),
     ({"student": {"width": 0}}, "^student.width must be"),
+    ({"student": {"fine_maps": 0}}, "^student.fine_maps must be"),
+    ({"student": {"fine_maps": 5}}, "^student.fine_maps must be at most 4"),
+    ({"student": {"fine_hidden": -1}}, "^student.fine_hidden must be"),
     ({"cache": None}, "^cache: the teacher cache folder is required"),
     ({"data": None}, "^data: the dataset folder is required"),
 ])
@@ -119,3 +122,15 @@ def test_resume_mismatch_ignores_epochs_and_device_only():
     a = validate_config(_cfg())
     assert resume_mismatch(a, {**a, "epochs": 80, "device": "cpu", "resume": True}) == []
     assert resume_mismatch(a, {**a, "lr": 0.5}) == ["lr"]
+
+
+def test_resume_mismatch_reads_a_student_saved_before_its_newer_fields_as_trained():
+    """A run saved before ``fine_hidden`` / ``fine_maps`` existed resumes (its student keeps its 48-wide,
+    two-map fine stage); the same run under today's defaults would be another architecture."""
+    old = {"width": 12, "hidden": 48, "blocks": 3, "fine_blocks": 0, "sampled": 8, "stages": 2, "level": 4,
+           "image_size": 96, "max_offset": 0.5, "template_axes": [0.4, 0.4, 1.0]}
+    saved = {**validate_config(_cfg()), "student": old}
+    resumed = validate_config({**saved, "resume": True})
+    assert (resumed["student"]["fine_hidden"], resumed["student"]["fine_maps"]) == (0, 2)
+    assert resume_mismatch(saved, resumed) == []
+    assert resume_mismatch(saved, {**resumed, "student": {**resumed["student"], "fine_maps": 1}}) == ["student"]

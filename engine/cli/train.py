@@ -69,7 +69,7 @@ def _train_in(args: argparse.Namespace, held) -> int:
     from engine import runs, storage
     from engine.config import UserError
     from engine.train.distill3d import train_student
-    from engine.train.distill_config import validate_config
+    from engine.train.distill_config import validate_config, with_saved_student
 
     rank = _rank()
     root = Path(args.out_runs).resolve() if args.out_runs else None
@@ -83,7 +83,7 @@ def _train_in(args: argparse.Namespace, held) -> int:
         if args.device is not None:
             cfg["device"] = args.device
         pair = bool(cfg.pop("with_baseline", False))
-        cfg = validate_config({**cfg, "resume": True})
+        cfg = validate_config(with_saved_student({**cfg, "resume": True}, run_dir))
     else:
         lock = None
         pair = bool(args.with_baseline)

@@ -139,10 +139,25 @@ def parity_rows(ctx, student, session, inputs: dict[str, torch.Tensor], span=(0.
     return rows
 
 
-def quantize_int8(onnx_path: Path, out_path: Path, op_types: tuple[str, ...] | None = None) -> Path:
+def float_layers(student) -> tuple[str, ...]:
+    """Weight names of the mesh student's layers the INT8 file keeps in float (``quantize_int8``'s ``keep``):
+    every stage's output convolution (it writes the vertex offsets, and a quantised offset moves a vertex
+    by ~1/256 of the offset range) and the last stage's input convolution (it reads the vertex positions
+    and the image at full resolution). Measured on a trained default student's 20 val shoes: INT8 val CD-L1
+    +12.7 % over FP32 with them quantised, +4.4 % with the output convolutions kept, -0.2 % with both;
+    they hold under 1 % of the weights."""
+    names = [n for n, _ in student.named_parameters() if n.endswith(".weight")]
+    last = len(student.stages) - 1
+    keep = [n for n in names if n.startswith("stages.") and (".out." in n or n.startswith(f"stages.{last}.inp."))]
+    return tuple(keep)
+
+
+def quantize_int8(onnx_path: Path, out_path: Path, op_types: tuple[str, ...] | None = None,
+                  keep: tuple[str, ...] = ()) -> Path:
     """Dynamic INT8 quantisation (``quantize_dynamic``, int8 weights) of ``onnx_path``, compacted
     (``compact_model(short_names=True)``: the quantiser's names run long) and written atomically.
-    ``op_types``: only these operator types (e.g. ``("MatMul", "Gemm")``; default: every one it can)."""
+    ``op_types``: only these operator types (e.g. ``("MatMul", "Gemm")``; default: every one it can);
+    ``keep``: weight (initializer) names whose ``Gemm`` / ``MatMul`` / ``Conv`` stays float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -153,6 +168,10 @@ def quantize_int8(onnx_path: Path, out_path: Path, op_types: tuple[str, ...] | N
     try:
         root.setLevel(logging.ERROR)  # its "consider pre-processing" notice is not the user's business
         kw = {"op_types_to_quantize": list(op_types)} if op_types else {}
+        if keep:  # the quantiser first splits a Gemm into "<name>_MatMul" + an Add: exclude both names
+            graph = onnx.load(str(onnx_path)).graph
+            nodes = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul", "Conv") and set(keep) & set(n.input)]
+            kw["nodes_to_exclude"] = nodes + [f"{n}_MatMul" for n in nodes]
         quantize_dynamic(str(onnx_path), str(tmp / "model.onnx"), weight_type=QuantType.QInt8, **kw)
         model = onnx.load(str(tmp / "model.onnx"))
         compact_model(model, short_names=True)
@@ -356,7 +375,7 @@ def export_student(ctx, run_dir: Path, out_dir: Path | None = None, int8: bool =
         with tempfile.TemporaryDirectory(prefix=f".int8-{os.getpid()}-", dir=out_dir) as tmp:  # swept if killed
             small = export_onnx(student, random_views[:2], Path(tmp) / ONNX_NAME, (INPUT_NAME,), (OUTPUT_NAME,),
                                 small_tables=True)
-            quantize_int8(small, int8_path)
+            quantize_int8(small, int8_path, keep=float_layers(student))
     elif int8_path.exists():
         int8_path.unlink()  # a stale INT8 file from an earlier export would not match this model
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "kind": KIND, "student_config": cfg.to_dict(),

@@ -54,7 +54,7 @@ from engine.progress import NULL_CONTEXT, JobCancelled
 from engine.progress import Silent
 from engine.students.checkpoint import CKPT_DIR, load_checkpoint, save_checkpoint
 from engine.students.mesh_student import MeshStudent, StudentConfig
-from engine.train.distill_config import resume_mismatch, validate_config
+from engine.train.distill_config import resume_mismatch, validate_config, with_saved_student
 from engine.train.distill_loss import total_loss
 from engine.train.feature_distill import FeatureHook, FeatureTargets, feature_loss, make_projector
 from engine.train.photo_views import load_or_build, swap_views
@@ -162,6 +162,8 @@ def train_student(ctx, config: dict) -> dict:
     ``{run_dir, epochs, last_epoch, best_epoch, best_val, best_metric, train, val, counts, nan_skipped,
     seconds}``. ``UserError`` for a bad config, missing data or cache, or a non-resumable run."""
     ctx = ctx or NULL_CONTEXT
+    if config.get("resume") and ctx.run_dir is not None:
+        config = with_saved_student(config, Path(ctx.run_dir))
     cfg = validate_config(config)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(cfg["device"], local_rank)

@@ -62,8 +62,8 @@ DEFAULTS: dict = {
 }
 # keys that may differ between a run and its resumption (``epochs``: train longer)
 RESUME_FREE_KEYS = ("epochs", "resume", "device", "threads")
-STUDENT_INT_MIN = {"width": 1, "hidden": 1, "blocks": 0, "fine_blocks": 0, "sampled": 1, "stages": 1, "level": 0,
-                   "image_size": 16}
+STUDENT_INT_MIN = {"width": 1, "hidden": 1, "blocks": 0, "fine_blocks": 0, "fine_hidden": 0, "fine_maps": 1,
+                   "sampled": 1, "stages": 1, "level": 0, "image_size": 16}
 
 
 def _int(cfg: dict, key: str, lo: int, hi: int | None = None) -> None:
@@ -103,6 +103,8 @@ def _student(d) -> dict:
             raise UserError(f"student.{key} must be an integer >= {lo} (got {v!r})")
     if out["level"] > 6:
         raise UserError(f"student.level must be at most 6 (got {out['level']})")
+    if out["fine_maps"] > 4:
+        raise UserError(f"student.fine_maps must be at most 4, the CNN's maps (got {out['fine_maps']})")
     if out["stages"] > out["level"] + 1:
         raise UserError(f"student.stages must be at most level + 1 = {out['level'] + 1} (got {out['stages']}): "
                         f"stage 1 runs on ico-sphere level {out['level']} - stages + 1")
@@ -114,6 +116,21 @@ def _student(d) -> dict:
         raise UserError(f"student.template_axes must be three numbers > 0 (got {axes!r})")
     out["template_axes"] = [float(a) for a in axes]
     return out
+
+
+def with_saved_student(config: dict, run_dir: Path) -> dict:
+    """``config`` with its ``student`` mapping completed from ``run_dir``'s ``checkpoints/last.pt``, for a
+    resume: the fields the config names win, every other one is the checkpoint's, so a run keeps the
+    architecture it was trained with whatever today's defaults are (a run started in the studio names
+    only the width). ``config`` itself when the run has no such checkpoint (the resume then says so)."""
+    from engine.students.checkpoint import CKPT_DIR, load_checkpoint
+
+    path = Path(run_dir) / CKPT_DIR / "last.pt"
+    if not path.is_file():
+        return config
+    saved = load_checkpoint(path)["student_config"]
+    named = config.get("student") or {}
+    return {**config, "student": {**saved, **named} if isinstance(named, dict) else named}
 
 
 def validate_config(config: dict) -> dict:
@@ -170,6 +187,13 @@ def validate_config(config: dict) -> dict:
 
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
     """Keys (other than ``RESUME_FREE_KEYS``) whose values differ between a checkpoint and a config; a key
-    an older checkpoint lacks counts as its default."""
+    an older checkpoint lacks counts as its default, a student field it lacks as the value it was trained
+    with (``StudentConfig.from_dict``)."""
+    from engine.students.mesh_student import StudentConfig
+
+    def value(d: dict, k: str):
+        v = d.get(k, DEFAULTS.get(k))
+        return StudentConfig.from_dict(v).to_dict() if k == "student" and isinstance(v, dict) else v
+
     keys = (set(saved) | set(cfg)) - set(RESUME_FREE_KEYS)
-    return sorted(k for k in keys if saved.get(k, DEFAULTS.get(k)) != cfg.get(k, DEFAULTS.get(k)))
+    return sorted(k for k in keys if value(saved, k) != value(cfg, k))

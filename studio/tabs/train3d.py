@@ -21,6 +21,8 @@ from studio.components import error_text, is_finished, job_state, progress_html,
 from studio.context import Studio
 from studio.plots import Panel, distillation_figure, panels_figure
 
+STUDENT_WIDTH = 8  # the form's default: StudentConfig().width (the engine's; tests check they agree)
+
 KIND = "train3d"
 STEP_KEYS = ["loss", "cd_teacher", "cd_gt", "edge", "smooth", "feat"]
 
@@ -155,7 +157,7 @@ def build(studio: Studio) -> None:
         batch = gr.Number(value=4, precision=0, minimum=1, label="batch size")
         l_edge = gr.Number(value=2.0, label="λ edge")
         l_smooth = gr.Number(value=1.0, label="λ smooth")
-        width = gr.Number(value=12, precision=0, minimum=4, label="student width")
+        width = gr.Number(value=STUDENT_WIDTH, precision=0, minimum=4, label="student width")
         seed = gr.Number(value=0, precision=0, label="seed")
         baseline = gr.Checkbox(value=True, label="also train the baseline (GT only)")
         l_feat = gr.Number(value=0.0, minimum=0, label="λ feat (feature distillation)", elem_id="train-lambda-feat")
