@@ -221,8 +221,9 @@ def _teacher_ui(*photos, source="uploaded photos", dataset=None, shoe=None) -> t
 
 def _train_ui(epochs=1, lr=1e-3, dataset="sample", cache="sample-vh") -> tuple:
     """Train 3D tab: dataset, cache, schedule, α start / end, epochs, lr, batch, λ edge / smooth, width, seed,
-    baseline."""
-    return ("/train_start", (dataset, cache, "default", 0.9, 0.3, epochs, lr, 1, 2.0, 1.0, 4, 0, False, 0.0, 0))
+    baseline, λ feat, photo-style views, student size."""
+    return ("/train_start", (dataset, cache, "default", 0.9, 0.3, epochs, lr, 1, 2.0, 1.0, 4, 0, False, 0.0, 0,
+                            "default"))
 
 
 def _vae_ui(dataset, lr=1e-3, batch=8) -> tuple:

@@ -79,7 +79,7 @@ def test_train3d_tab_trains_student_and_baseline_then_evaluates(app):
     client, studio, roots = app
     ensure_fast_cache(client, studio, roots)
     client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 2, 1e-3, 2, 2.0, 1.0, 4, 0, True, 0.0, 0,
-                   api_name="/train_start")
+                   "default", api_name="/train_start")
     wait_idle(studio, timeout=240)
     train = [j for j in studio.runner.jobs() if j["kind"] == "train3d"]
     # one job (engine.workflows.distill_with_baseline) trains both runs, evaluates and writes the report
@@ -104,7 +104,7 @@ def test_train3d_stop_then_resume_keeps_the_baseline_and_names_each_run_on_the_b
     client, studio, roots = app
     ensure_fast_cache(client, studio, roots)
     client.predict("sample", "sample-visual-hull-fast", "default", 0.9, 0.3, 6, 1e-3, 2, 2.0, 1.0, 4, 1, True, 0.0, 0,
-                   api_name="/train_start")
+                   "fast", api_name="/train_start")  # the fast student size (its fields stored with the run)
     main = [j for j in studio.runner.jobs() if j["kind"] == "train3d"][-1]["id"]
     messages = set()
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from engine import runs, storage
+from engine.config import UserError
 from engine.jobs import Job
 
 EMOJI = [(0x2600, 0x27BF), (0x1F000, 0x1FAFF), (0xFE0F, 0xFE0F), (0x2B00, 0x2BFF)]  # need an emoji font
@@ -257,8 +258,16 @@ def test_a_missing_view_is_named_with_what_it_costs():
     assert views_note(["right", "front", "left", "back"]) == "Views given: all four (front, left, back, right)."
 
 
-def test_the_train_forms_student_width_is_the_engines_default():
-    from engine.students.mesh_student import StudentConfig
-    from studio.tabs.train3d import STUDENT_WIDTH
 
-    assert STUDENT_WIDTH == StudentConfig().width
+def test_the_train_form_names_a_student_size_and_its_width_overrides_only_when_given(tmp_path):
+    from studio.context import Studio
+    from studio.tabs.train3d import make_config
+
+    studio = Studio(runner=None, data_root=tmp_path, cache_root=tmp_path, runs_root=tmp_path, scratch=tmp_path / "s")
+    args = ("sample", None, "default", 0.9, 0.3, 50, 1e-3, 4, 2.0, 1.0)
+    assert make_config(studio, *args, 0, 0)["student"] == {}  # the default size, its own width
+    fast = make_config(studio, *args, 0, 0, 0.0, 0, "fast")["student"]
+    assert fast["width"] == 8 and fast["image_size"] == 80 and fast["fine_maps"] == 1
+    assert make_config(studio, *args, 10, 0, 0.0, 0, "fast")["student"]["width"] == 10
+    with pytest.raises(UserError, match="student size 'huge'"):
+        make_config(studio, *args, 0, 0, 0.0, 0, "huge")

@@ -203,3 +203,15 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadab
         if interrupted:
             break
     assert interrupted >= 1, "no kill landed inside a write; the test proved nothing"
+
+
+def test_cli_student_size_fast_is_stored_with_the_run_and_the_config_files_fields_win(tiny, tmp_path):  # noqa: F811
+    out = tmp_path / "runs"
+    cfg = {**base_cfg(tiny, epochs=1), "student": {"width": 4}}
+    assert run_cli(["train", "--out-runs", str(out), "--quiet", "--student", "fast", "--config",
+                    str(_write(tmp_path / "c.json", cfg))]) == 0
+    student = load_checkpoint(only_run(out) / "checkpoints" / "last.pt")["student_config"]
+    assert (student["width"], student["hidden"], student["image_size"], student["fine_maps"]) == (4, 32, 80, 1)
+    assert json.loads((only_run(out) / "config.json").read_text())["student"] == student
+    with pytest.raises(SystemExit):
+        run_cli(["train", "--student", "huge"])

@@ -10,7 +10,7 @@ from engine.export import export_onnx, ort_session, parity
 from engine.export.mesh_tables import EdgeTable, SlotTable, edge_table
 from engine.geometry import camera
 from engine.geometry.mesh import icosphere
-from engine.students.mesh_student import (FIRST_FIELDS, MeshGraph, MeshStudent, StudentConfig, count_parameters,
+from engine.students.mesh_student import (MeshGraph, MeshStudent, StudentConfig, count_parameters,
                                           unpool_pairs, view_projection)
 
 torch.set_num_threads(1)
@@ -101,16 +101,13 @@ def test_config_rejects_unknown_keys_by_name_and_impossible_stages():
         MeshStudent(StudentConfig(level=1, stages=3))
 
 
-def test_a_saved_config_without_the_newer_fields_keeps_its_architecture():
-    """A checkpoint saved before ``fine_hidden`` / ``fine_maps`` existed names every older field: the new ones
-    take the values it was trained with (a 48-wide fine stage reading two maps), not today's defaults;
-    a partial user config takes today's defaults."""
-    saved = {k: v for k, v in StudentConfig(fine_hidden=0, fine_maps=2).to_dict().items() if k in FIRST_FIELDS}
-    old = StudentConfig.from_dict(saved)
-    assert (old.fine_hidden, old.fine_maps) == (0, 2)
-    model = MeshStudent(old)
-    assert model.stages[-1].out.own.in_features == old.hidden and model.fine_maps == 2
-    assert StudentConfig.from_dict({"width": 4}).fine_maps == StudentConfig().fine_maps
+def test_the_fast_size_is_a_valid_smaller_student_and_fine_maps_is_bounded():
+    from engine.train.distill_config import STUDENT_PRESETS, validate_config
+
+    fast = MeshStudent(StudentConfig(**STUDENT_PRESETS["fast"]))
+    assert count_parameters(fast) == 99_174 and count_parameters(MeshStudent()) == 232_626
+    assert fast.stages[-1].out.own.in_features == 16 and fast.fine_maps == 1
+    assert validate_config({"data": "d", "cache": "c", "student": STUDENT_PRESETS["fast"]})["student"]["width"] == 8
     with pytest.raises(ValueError, match="fine_maps must be 1 to 4"):
         MeshStudent(StudentConfig(**{**TINY.to_dict(), "fine_maps": 5}))
 

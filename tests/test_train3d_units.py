@@ -126,7 +126,7 @@ def test_resume_mismatch_ignores_epochs_and_device_only():
 
 def test_resume_mismatch_reads_a_student_saved_before_its_newer_fields_as_trained():
     """A run saved before ``fine_hidden`` / ``fine_maps`` existed resumes (its student keeps its 48-wide,
-    two-map fine stage); the same run under today's defaults would be another architecture."""
+    two-map fine stage: the fields' defaults); changing one of them is a mismatch."""
     old = {"width": 12, "hidden": 48, "blocks": 3, "fine_blocks": 0, "sampled": 8, "stages": 2, "level": 4,
            "image_size": 96, "max_offset": 0.5, "template_axes": [0.4, 0.4, 1.0]}
     saved = {**validate_config(_cfg()), "student": old}

@@ -45,6 +45,10 @@ def _config_from_args(args: argparse.Namespace) -> dict:
              "batch_size": args.batch_size, "seed": args.seed, "schedule": args.schedule, "device": args.device,
              "lambda_feat": args.lambda_feat, "photo_views": args.photo_views}
     cfg.update({k: v for k, v in flags.items() if v is not None})
+    if args.student is not None:  # a named size; the fields the config file names stay
+        from engine.train.distill_config import student_preset
+
+        cfg["student"] = {**student_preset(args.student), **(cfg.get("student") or {})}
     if args.baseline:
         cfg["baseline"] = True
     return cfg
@@ -139,6 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from engine.train.distill_config import STUDENT_PRESETS
     from engine.train.schedules import SCHEDULE_NAMES
 
     p = sub.add_parser("train", help="train the 3D mesh student by distillation (or a GT-only baseline)")
@@ -158,6 +163,9 @@ def register(sub) -> None:
     p.add_argument("--photo-views", type=int, default=None, metavar="K",
                    help="train also on K photo-style versions of each shoe's views (composited, segmented and "
                         "framed as uploaded photos are; about 4 s per shoe and version to make); default 0")
+    p.add_argument("--student", default=None, choices=list(STUDENT_PRESETS),
+                   help="student size: default (233k parameters) or fast (99k, about half the time per shoe "
+                        "in ONNX Runtime; see the README for its quality)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--out-runs", default=None, help="runs folder (default $DS_RUNS or ./runs)")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run from checkpoints/last.pt")

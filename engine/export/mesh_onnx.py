@@ -22,7 +22,7 @@ CPU; ``engine.students.mesh_student`` itself stays plain eager code. What differ
   (the same values as "border"; ONNX Runtime's "border" is 3-6x slower).
 
 Default student, ONNX Runtime 1.31, batch 1, 1 thread, side by side on one machine: 7.1 ms (the form this
-replaced) -> 4.5 ms per shoe.
+replaced) -> 4.5 ms per shoe; the ``fast`` size (99k parameters, issue 17 item 6) 2.1 ms.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ Pixel2Mesh-style and coarse to fine, kept small, fast on one CPU thread and expo
 2. ``project_features``: the vertices are projected into each view through ``engine.geometry.camera``
    (the same convention the renderer and the teachers use) and bilinearly sample the maps
    (``grid_sample``). The views keep their fixed order, so the per-view features are concatenated
-   (not pooled): a coarse stage reads all four maps, the fine stage the first ``fine_maps`` (default 1:
-   the image itself) — coarse context reaches it through the hidden features of the stage before.
+   (not pooled): a coarse stage reads all four maps, the fine stage the first ``fine_maps`` (default 2:
+   the image and S/4) — coarse context reaches it through the hidden features of the stage before.
 3. ``Stage``: graph-convolution blocks over one ico-sphere level predict a 3D offset per vertex
    (bounded by ``max_offset`` through tanh). A graph convolution is
    ``h' = W_self h + W_nbr mean_{j in N(i)} h_j + b``; the global feature enters every stage's first
@@ -26,15 +26,14 @@ CSR matmul on a contiguous (V, B*C) view and unpooling gathers whole rows. This 
 code with no export branches: the ONNX export swaps in an export form of the model with the same
 numbers (~1e-6) at export time (``engine.export.mesh_onnx.export_form``; ONNX has no sparse ops).
 
-Cost of the defaults (S 80, width 8, sampled 8, hidden 32, blocks 2, fine_hidden 16, fine_maps 1; 99,174
-parameters), multiply-adds per shoe: CNN 15 M (4 views), coarse stage 10 M (642 vertices), fine stage 2.5 M
-(2562 vertices; its share of the previous stage's features runs on the 642 coarse vertices in the ONNX
-form); bilinear samples 4 views x (642 x 28 + 2562 x 4) channels. Issue 17 (item 6) chose them: the
-defaults before (S 96, width 12, hidden 48, blocks 3, a 48-wide fine stage reading the image and S/4
-maps; 232,626 parameters, 97 M multiply-adds) took 2.1x the time in ONNX Runtime and ended 50-epoch
-distillation runs with a worse val CD-L1 on the sample (``bench/bench_train3d.py --arms``, README). The
-single-resolution design before those (CNN at 128 px, two stages of three blocks on all 2562 vertices)
-needed 573 M multiply-adds. ``bench/bench_export3d.py`` measures the time.
+Cost of the defaults (S 96, width 12, sampled 8, hidden 48, blocks 3, fine_blocks 0; 232,626
+parameters), multiply-adds per shoe: CNN 47 M (4 views), coarse stage 25 M (642 vertices), fine stage
+25 M (2562 vertices); bilinear samples 4 views x (642 x 28 + 2562 x 12) channels. The single-resolution
+design this replaced (CNN at 128 px, two stages of three blocks on all 2562 vertices with 259 input
+channels) needed 573 M multiply-adds and 10x the samples. The ``fast`` preset
+(``engine.train.distill_config.STUDENT_PRESETS``: S 80, width 8, hidden 32, blocks 2, a 16-wide fine
+stage sampling the image only; 99,174 parameters, ~28 M multiply-adds) takes under half the time in ONNX
+Runtime; its quality depends on the teacher (README). ``bench/bench_export3d.py`` times both.
 
 Input ``views``: (B, 4, 4, S, S) float in [0, 1] — views in ``camera.VIEW_NAMES`` order, channels
 RGBA (alpha = mask), S = ``image_size`` (photos are resized once when loaded). A missing view is all
@@ -61,16 +60,16 @@ N_VIEWS = len(camera.VIEW_NAMES)
 
 @dataclass
 class StudentConfig:
-    width: int = 8  # channels of the first conv stage; the rest scale from it
-    hidden: int = 32  # graph-conv features per vertex
-    blocks: int = 2  # residual graph-conv blocks in each stage but the last
+    width: int = 12  # channels of the first conv stage; the rest scale from it
+    hidden: int = 48  # graph-conv features per vertex
+    blocks: int = 3  # residual graph-conv blocks in each stage but the last
     fine_blocks: int = 0  # residual blocks in the last (finest) stage; 0: its input and output convs only
-    fine_hidden: int = 16  # graph-conv features per vertex in the last stage; 0: ``hidden``
-    fine_maps: int = 1  # maps the last stage samples: the first n of [image, S/4, S/8, S/16]
+    fine_hidden: int = 0  # graph-conv features per vertex in the last stage; 0: ``hidden``
+    fine_maps: int = 2  # maps the last stage samples: the first n of [image, S/4, S/8, S/16]
     sampled: int = 8  # channels each CNN map is reduced to (1x1 conv) before vertex sampling
     stages: int = 2  # coarse-to-fine stages; stage k runs on level ``level - stages + 1 + k``
     level: int = 4  # ico-sphere level of the output (4 = 2562 vertices)
-    image_size: int = 80  # views are resized to this before the CNN
+    image_size: int = 96  # views are resized to this before the CNN
     max_offset: float = 0.5  # tanh-bounded offset per stage, world units
     # extent (x, y, z) of the starting mesh: the ico-sphere scaled to an ellipsoid near the mean shoe's
     # normalised box (x 0.37, y 0.41, z 1.0 over the sample shoes); (1, 1, 1) = the plain sphere
@@ -82,12 +81,7 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudentConfig":
-        """The config from a plain dict; ``ValueError`` naming any unknown key. A key ``d`` lacks takes its
-        default, except in a saved config (one naming every field of ``FIRST_FIELDS``, as every checkpoint
-        and run config does): there a field added later takes its ``LEGACY`` value, the architecture the
-        checkpoint was trained with."""
-        if set(FIRST_FIELDS) <= set(d):
-            d = {**LEGACY, **d}
+        """The config from a plain dict; ``ValueError`` naming any unknown key (a missing one takes its default)."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -99,14 +93,6 @@ class StudentConfig:
         if isinstance(self.template_axes, tuple):
             d["template_axes"] = list(self.template_axes)  # JSON-shaped
         return d
-
-
-# the coarse-to-fine StudentConfig's fields (every config saved since it names them all; older checkpoints
-# hold another architecture and do not load)
-FIRST_FIELDS = ("width", "hidden", "blocks", "fine_blocks", "sampled", "stages", "level", "image_size", "max_offset",
-                "template_axes")
-# fields added later, with the value that gives a config saved before them its architecture
-LEGACY = {"fine_hidden": 0, "fine_maps": 2}
 
 
 def conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:

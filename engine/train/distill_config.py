@@ -26,6 +26,7 @@ every checkpoint) or raises ``UserError`` naming the offending key. Keys:
     threads         torch threads on CPU while training (0 = leave torch's setting)           2
     resume          continue the run folder's ``checkpoints/last.pt``                         False
     student         ``StudentConfig`` fields (width, hidden, blocks, fine_blocks, ...)        {}
+                    (``STUDENT_PRESETS``: the fields of a named size, e.g. ``fast``)
     photo_views     photo-style versions per training shoe (``engine.train.photo_views``),
                     made when the run starts; 0 = off                                         0
     photo_prob      chance a training shoe's views are swapped for one of its versions        0.5
@@ -62,6 +63,14 @@ DEFAULTS: dict = {
 }
 # keys that may differ between a run and its resumption (``epochs``: train longer)
 RESUME_FREE_KEYS = ("epochs", "resume", "device", "threads")
+# named student sizes: StudentConfig fields a config's ``student`` starts from (``train --student NAME``, the
+# Train tab's size). ``fast`` is issue 17 item 6's: 2.1 ms per shoe in ONNX Runtime on 1 thread, 2.7 ms on 2
+# (the default: 4.5 / 4.9), 99k parameters; its val CD-L1 is 4-6 % lower with the visual-hull teacher and
+# 3-11 % higher with the learned occupancy teacher than the default's (README, "Measured")
+STUDENT_PRESETS = {
+    "default": {},
+    "fast": {"width": 8, "hidden": 32, "blocks": 2, "image_size": 80, "fine_hidden": 16, "fine_maps": 1},
+}
 STUDENT_INT_MIN = {"width": 1, "hidden": 1, "blocks": 0, "fine_blocks": 0, "fine_hidden": 0, "fine_maps": 1,
                    "sampled": 1, "stages": 1, "level": 0, "image_size": 16}
 
@@ -116,6 +125,13 @@ def _student(d) -> dict:
         raise UserError(f"student.template_axes must be three numbers > 0 (got {axes!r})")
     out["template_axes"] = [float(a) for a in axes]
     return out
+
+
+def student_preset(name: str) -> dict:
+    """The ``StudentConfig`` fields of a named size (``STUDENT_PRESETS``); ``UserError`` naming the sizes."""
+    if name not in STUDENT_PRESETS:
+        raise UserError(f"student size {name!r}: use {' or '.join(STUDENT_PRESETS)}")
+    return dict(STUDENT_PRESETS[name])
 
 
 def with_saved_student(config: dict, run_dir: Path) -> dict:

@@ -14,14 +14,13 @@ from engine.evaluate.distill_report import format_markdown as report_markdown
 from engine.evaluate.distill_report import load_report, val_curve
 from engine.evaluate.mesh_eval import evaluate_run, format_markdown
 from engine.train.distill3d import train_student
+from engine.train.distill_config import STUDENT_PRESETS, student_preset
 from engine.workflows import PAIR, distill_with_baseline
 from engine.train.schedules import SCHEDULE_NAMES, SCHEDULES
 from engine.cache import list_caches
 from studio.components import error_text, is_finished, job_state, progress_html, run_choices, run_dropdown
 from studio.context import Studio
 from studio.plots import Panel, distillation_figure, panels_figure
-
-STUDENT_WIDTH = 8  # the form's default: StudentConfig().width (the engine's; tests check they agree)
 
 KIND = "train3d"
 STEP_KEYS = ["loss", "cd_teacher", "cd_gt", "edge", "smooth", "feat"]
@@ -124,10 +123,14 @@ def comparison_md(studio: Studio, run_id: str | None) -> str:
 
 
 def make_config(studio: Studio, ds, cache_name, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width,
-                seed, l_feat=0.0, photo_views=0) -> dict:
+                seed, l_feat=0.0, photo_views=0, size="default") -> dict:
+    """The training config of the form; ``width`` 0 (or empty) keeps the student size's own width."""
+    student = student_preset(size or "default")
+    if width:
+        student["width"] = int(width)
     cfg = {"data": str(studio.dataset_path(ds)), "epochs": int(epochs), "lr": float(lr), "batch_size": int(batch),
            "seed": int(seed), "schedule": schedule, "lambda_edge": float(l_edge), "lambda_smooth": float(l_smooth),
-           "lambda_feat": float(l_feat or 0.0), "student": {"width": int(width)}, "photo_views": int(photo_views or 0)}
+           "lambda_feat": float(l_feat or 0.0), "student": student, "photo_views": int(photo_views or 0)}
     if cache_name:
         cfg["cache"] = str(studio.cache_root / validate_id(cache_name, "cache name"))
     if schedule == "custom":
@@ -157,7 +160,9 @@ def build(studio: Studio) -> None:
         batch = gr.Number(value=4, precision=0, minimum=1, label="batch size")
         l_edge = gr.Number(value=2.0, label="λ edge")
         l_smooth = gr.Number(value=1.0, label="λ smooth")
-        width = gr.Number(value=STUDENT_WIDTH, precision=0, minimum=4, label="student width")
+        size = gr.Dropdown(choices=list(STUDENT_PRESETS), value="default", elem_id="train-student-size",
+                           label="student size (fast: half the time per shoe; quality depends on the teacher, see README)")
+        width = gr.Number(value=0, precision=0, minimum=0, label="student width", info="0: the student size's own")
         seed = gr.Number(value=0, precision=0, label="seed")
         baseline = gr.Checkbox(value=True, label="also train the baseline (GT only)")
         l_feat = gr.Number(value=0.0, minimum=0, label="λ feat (feature distillation)", elem_id="train-lambda-feat")
@@ -181,9 +186,10 @@ def build(studio: Studio) -> None:
     job = gr.State(None)
     timer = gr.Timer(2.0, active=False)
 
-    def start_training(ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, with_baseline, lf=0.0, pv=0):
+    def start_training(ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, with_baseline, lf=0.0, pv=0,
+                       size="default"):
         try:
-            cfg = make_config(studio, ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, lf, pv)
+            cfg = make_config(studio, ds, cache_name, sch, s0, s1, ep, rate, bs, le, ls, w, sd, lf, pv, size)
             if with_baseline:
                 main = studio.runner.submit(distill_with_baseline, kind=KIND, config={**cfg, "with_baseline": True})
             else:
@@ -245,7 +251,8 @@ def build(studio: Studio) -> None:
             studio.runner.cancel(job_id)
         return progress_html(studio.runner.get(state["run"]) if state else None, idle="nothing running")
 
-    form = [dataset, cache, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width, seed, baseline, l_feat, photo_views]
+    form = [dataset, cache, schedule, a0, a1, epochs, lr, batch, l_edge, l_smooth, width, seed, baseline, l_feat, photo_views,
+            size]
     start.click(start_training, inputs=form, outputs=[job, progress, timer, resume_pick, table], api_name="train_start")
     resume.click(resume_run, inputs=[resume_pick], outputs=[job, progress, timer, table], api_name="train_resume")
     evaluate.click(start_eval, inputs=[job, resume_pick], outputs=[job, progress, timer], api_name="train_evaluate")
