@@ -65,8 +65,8 @@ DEFAULTS: dict = {
 RESUME_FREE_KEYS = ("epochs", "resume", "device", "threads")
 # named student sizes: StudentConfig fields a config's ``student`` starts from (``train --student NAME``, the
 # Train tab's size). ``fast`` is issue 17 item 6's: 2.1 ms per shoe in ONNX Runtime on 1 thread, 2.7 ms on 2
-# (the default: 4.5 / 4.9), 99k parameters; its val CD-L1 is 4-6 % lower with the visual-hull teacher and
-# 3-11 % higher with the learned occupancy teacher than the default's (README, "Measured")
+# (the default: 4.5 / 4.9), 99k parameters; its val CD-L1 is 4-6 % lower than the default's with the
+# visual-hull teacher and 7-11 % higher with the learned occupancy teacher (distilled points; README, "Measured")
 STUDENT_PRESETS = {
     "default": {},
     "fast": {"width": 8, "hidden": 32, "blocks": 2, "image_size": 80, "fine_hidden": 16, "fine_maps": 1},
@@ -137,8 +137,8 @@ def student_preset(name: str) -> dict:
 def with_saved_student(config: dict, run_dir: Path) -> dict:
     """``config`` with its ``student`` mapping completed from ``run_dir``'s ``checkpoints/last.pt``, for a
     resume: the fields the config names win, every other one is the checkpoint's, so a run keeps the
-    architecture it was trained with whatever today's defaults are (a run started in the studio names
-    only the width). ``config`` itself when the run has no such checkpoint (the resume then says so)."""
+    architecture it was trained with whatever the defaults are by then (the studio's config.json names only
+    what its form set). ``config`` itself when the run has no such checkpoint (the resume then says so)."""
     from engine.students.checkpoint import CKPT_DIR, load_checkpoint
 
     path = Path(run_dir) / CKPT_DIR / "last.pt"
@@ -203,8 +203,8 @@ def validate_config(config: dict) -> dict:
 
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
     """Keys (other than ``RESUME_FREE_KEYS``) whose values differ between a checkpoint and a config; a key
-    an older checkpoint lacks counts as its default, a student field it lacks as the value it was trained
-    with (``StudentConfig.from_dict``)."""
+    an older checkpoint lacks counts as its default, and so does a student field (a field's default is the
+    architecture from before it existed)."""
     from engine.students.mesh_student import StudentConfig
 
     def value(d: dict, k: str):
