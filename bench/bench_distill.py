@@ -2,6 +2,7 @@
 
     python bench/bench_distill.py [--work DIR] [--sets sample,fewscan] [--epochs-sample 50]
                                   [--epochs-few 40] [--lambda-feat 0.5] [--timing-epochs 3] [--quick] [--no-timing]
+                                  [--student default|fast] [--arms baseline,points,points+feat] [--seed 0]
 
 Finished runs and caches under ``--work`` are reused, so ``--sets sample --no-timing`` and ``--sets fewscan
 --no-timing`` may train in two processes at once and a final plain run prints the whole table (the
@@ -15,13 +16,19 @@ Two datasets, built under ``--work`` (reused between runs):
 
 Arms per dataset (same student, seed, split and epochs): ``baseline`` (GT alone), ``points`` (distilled
 from the learned occupancy teacher's cached points) and ``points+feat`` (plus the feature term,
-``--lambda-feat``). Printed: val CD-L1 / F@1 % of each arm and of the teacher (``evaluate_run``: each mesh
-normalised, longest side 1), arm / baseline ratios against the targets (teacher <= 0.75x, student <=
+``--lambda-feat``). A finished run is reused only if its checkpoint holds the same student. Printed: val
+CD-L1 / F@1 % of each arm and of the teacher (``evaluate_run``: each mesh normalised, longest side 1), arm / baseline ratios against the targets (teacher <= 0.75x, student <=
 0.85x on the sample and <= 0.70x on the few-scan set), the epoch at which each distilled arm first reaches
 the baseline's final val CD-L1 (target <= half the epochs), the student's parameters, its ONNX Runtime
 latency per shoe, the teacher's seconds per shoe (cache build) and its pre-training time (from the
 weights' record), and seconds per epoch with the teacher cached against today's visual-hull distillation
 (``--timing-epochs`` epochs of each, alternately; target <= 1.15x).
+
+Issue 17 item 6 (a smaller student without losing val CD-L1, +-3 %): ``--student NAME`` trains a named size
+(``STUDENT_PRESETS``) in runs of its own (``<set>-<arm>-<size>``), ``--arms`` a subset of the arms, ``--seed``
+another seed (``...-s<seed>``; the seed also draws the split, so compare sizes within a seed). Any of the three
+prints only the size's table: each arm's val CD-L1 beside the default student's run of the same set, arm and
+seed (when it exists: train it with the same ``--arms`` / ``--seed`` and no ``--student``) and their ratio.
 """
 from __future__ import annotations
 
@@ -66,15 +73,36 @@ def prepare(work: Path, name: str, vh: bool = False) -> tuple[Path, Path, Path, 
     return data, occ, vh, {"teacher_s_per_shoe": statistics.median(secs), "cache_wall_s": took}
 
 
+def trained_student(run: Path) -> dict | None:
+    """The student config a finished run trained (its ``last.pt``: a config.json may name only some
+    fields, read with the defaults of its day), None without a checkpoint."""
+    from engine.config import UserError
+    from engine.students.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(run / "checkpoints" / "last.pt")["student_config"]
+    except (UserError, OSError, KeyError):
+        return None
+
+
+def same_student(saved: dict | None, wanted: dict | None) -> bool:
+    """Whether two student configs name one architecture (defaults filled in); False for None."""
+    from engine.students.mesh_student import StudentConfig
+
+    return saved is not None and StudentConfig.from_dict(saved).to_dict() == StudentConfig.from_dict(wanted or {}).to_dict()
+
+
 def train(work: Path, run_id: str, cfg: dict) -> Path:
-    """Train (or reuse a finished) run ``run_id`` under ``work/runs``; returns its folder."""
+    """Train (or reuse a finished run of the same epochs and student) run ``run_id`` under ``work/runs``;
+    returns its folder."""
     from engine.cli import recorded_run
     from engine.train.distill3d import train_student
 
     root = work / "runs"
     run = root / run_id
     status = (storage.read_json(run / "status.json") or {}).get("state")
-    if status == "succeeded" and storage.read_json(run / "config.json", {}).get("epochs") == cfg["epochs"]:
+    if status == "succeeded" and storage.read_json(run / "config.json", {}).get("epochs") == cfg["epochs"] and \
+            same_student(trained_student(run), cfg.get("student")):
         return run
     if run.exists():
         import shutil
@@ -101,27 +129,68 @@ def onnx_latency(run: Path) -> float:
     return float(ort[0]["ms_per_shoe"]) if ort else float("nan")
 
 
-def run_set(work: Path, name: str, epochs: int, lambda_feat: float) -> dict:
+ARMS = ("baseline", "points", "points+feat")
+RUN_NAMES = {"baseline": "baseline", "points": "points", "points+feat": "feat"}
+
+
+def run_id(name: str, arm: str, student: str = "default", seed: int = 0) -> str:
+    """``<set>-<arm>`` for the default student and seed 0; ``-<size>`` for another size, ``-s<seed>`` for another seed."""
+    return f"{name}-{RUN_NAMES[arm]}" + ("" if student == "default" else f"-{student}") + (f"-s{seed}" if seed else "")
+
+
+def run_set(work: Path, name: str, epochs: int, lambda_feat: float, student: str = "default",
+            arms: tuple[str, ...] = ARMS, seed: int = 0) -> dict:
     from engine.evaluate.distill_report import build_report
     from engine.evaluate.mesh_eval import evaluate_run
+    from engine.train.distill_config import student_preset
 
     data, occ, _vh, timing = prepare(work, name)
-    base = {"data": str(data), "epochs": epochs, "seed": 0, "val_fraction": SETS[name]["val_fraction"]}
-    arms = {"baseline": train(work, f"{name}-baseline", {**base, "baseline": True}),
-            "points": train(work, f"{name}-points", {**base, "cache": str(occ)}),
-            "points+feat": train(work, f"{name}-feat", {**base, "cache": str(occ), "lambda_feat": lambda_feat})}
-    out = {"timing": timing, "arms": {}, "epochs": epochs}
-    for arm in ("points", "points+feat"):
-        ev = evaluate_run(None, arms[arm], baseline_run=arms["baseline"])
-        rep = build_report(arms[arm], arms["baseline"], ev)
-        out["arms"][arm] = {"cd_l1": rep["table"]["student"]["cd_l1"], "f1": rep["table"]["student"]["fscore@1%"],
-                            "reach": rep["reach_epoch"], "seconds_per_epoch": epoch_seconds(arms[arm])}
-        out["arms"]["baseline"] = {"cd_l1": rep["table"]["baseline"]["cd_l1"], "f1": rep["table"]["baseline"]["fscore@1%"],
-                                   "reach": None, "seconds_per_epoch": epoch_seconds(arms["baseline"])}
-        out["teacher"] = {"cd_l1": rep["table"]["teacher"]["cd_l1"], "f1": rep["table"]["teacher"]["fscore@1%"]}
-        out["verdict_" + arm] = rep["verdict"]
-    out["runs"] = {k: v.name for k, v in arms.items()}
+    base = {"data": str(data), "epochs": epochs, "seed": seed, "val_fraction": SETS[name]["val_fraction"],
+            "student": student_preset(student)}
+    extra = {"baseline": {"baseline": True}, "points": {"cache": str(occ)},
+             "points+feat": {"cache": str(occ), "lambda_feat": lambda_feat}}
+    runs_ = {arm: train(work, run_id(name, arm, student, seed), {**base, **extra[arm]}) for arm in arms}
+    out = {"timing": timing, "arms": {}, "epochs": epochs, "student": student, "seed": seed}
+    base_run = runs_.get("baseline")
+    for arm in (a for a in arms if a != "baseline"):
+        ev = evaluate_run(None, runs_[arm], baseline_run=base_run)
+        summary = ev["summary"]
+        out["arms"][arm] = {"cd_l1": summary["student"]["cd_l1"], "f1": summary["student"]["fscore@1%"],
+                            "reach": None, "seconds_per_epoch": epoch_seconds(runs_[arm])}
+        out["teacher"] = {"cd_l1": summary["teacher"]["cd_l1"], "f1": summary["teacher"]["fscore@1%"]}
+        if base_run is not None:
+            rep = build_report(runs_[arm], base_run, ev)
+            out["arms"][arm]["reach"] = rep["reach_epoch"]
+            out["arms"]["baseline"] = {"cd_l1": summary["baseline"]["cd_l1"], "f1": summary["baseline"]["fscore@1%"],
+                                       "reach": None, "seconds_per_epoch": epoch_seconds(base_run)}
+            out["verdict_" + arm] = rep["verdict"]
+    out["runs"] = {k: v.name for k, v in runs_.items()}
     return out
+
+
+def default_cd_l1(work: Path, name: str, arm: str, seed: int = 0) -> float | None:
+    """The default student's val CD-L1 for ``arm`` on set ``name`` with ``seed`` (its finished run's
+    ``evaluation.json``, best checkpoint), None without one (or when that run trained another student)."""
+    run = work / "runs" / run_id(name, arm, seed=seed)
+    if not same_student(trained_student(run), {}):
+        return None
+    ev = storage.read_json(run / "evaluation.json") or {}
+    return ((ev.get("summary") or {}).get("student") or {}).get("cd_l1")
+
+
+def size_table(work: Path, results: dict, student: str) -> list[str]:
+    """Lines of the table of a size's arms beside the default student's (same set, arm, seed and epochs):
+    val CD-L1 of both, their ratio and issue 17's bar (within +3 %)."""
+    lines = [f"| set | arm | val CD-L1, {student} | F@1 % | default student | {student} / default | within 3 % |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        for arm, a in r["arms"].items():
+            ref = default_cd_l1(work, name, arm, r["seed"]) if student != "default" else None
+            ratio = a["cd_l1"] / ref if ref else None
+            lines.append(f"| {name} | {arm} | {a['cd_l1']:.5f} | {a['f1']:.3f} | {f'{ref:.5f}' if ref else '-'} | "
+                         f"{f'{ratio:.3f}' if ratio else '-'} | "
+                         f"{('PASS' if ratio <= 1.03 else 'MISS') if ratio else '-' if student == 'default' else '- (train the default: --arms ' + arm + ')'} |")
+    return lines
 
 
 def epoch_time_ratio(work: Path, epochs: int, lambda_feat: float) -> tuple[float, float]:
@@ -145,9 +214,18 @@ def main() -> int:
     p.add_argument("--lambda-feat", type=float, default=0.5)
     p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="4 epochs per arm (a smoke run, not the figures)")
+    p.add_argument("--student", default="default", help="student size (engine.train.distill_config.STUDENT_PRESETS)")
+    p.add_argument("--arms", default=",".join(ARMS), help="arms to train, from " + ", ".join(ARMS))
+    p.add_argument("--seed", type=int, default=0, help="training seed (model init, split, order); another than 0 "
+                   "trains runs of its own (<set>-<arm>[-<size>]-s<seed>) and prints a size's table only")
     p.add_argument("--no-timing", action="store_true", help="skip the epoch-time comparison and the ONNX latency "
                    "(to train the sets in two processes at once; a later full run reuses their finished runs)")
     args = p.parse_args()
+    from engine.train.distill_config import STUDENT_PRESETS
+
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    if args.student not in STUDENT_PRESETS or not arms or set(arms) - set(ARMS):
+        p.error(f"--student is one of {', '.join(STUDENT_PRESETS)}; --arms a subset of {', '.join(ARMS)}")
     torch.set_num_threads(1)
     work = Path(args.work)
     from engine.students.mesh_student import MeshStudent, count_parameters
@@ -161,7 +239,13 @@ def main() -> int:
     for name in args.sets.split(","):
         epochs = 4 if args.quick else (args.epochs_sample if name == "sample" else args.epochs_few)
         print(f"== {name}: {epochs} epochs per arm", flush=True)
-        results[name] = run_set(work, name, epochs, args.lambda_feat)
+        results[name] = run_set(work, name, epochs, args.lambda_feat, args.student, arms, args.seed)
+    if args.student != "default" or set(arms) != set(ARMS) or args.seed:  # a size's (or a subset's) figures, no timing
+        print("\n".join(["", *size_table(work, results, args.student)]))
+        out = work / f"bench_distill-{args.student}-s{args.seed}.json"
+        storage.write_json(out, {"results": results})
+        print(f"load {os.getloadavg()[0]:.2f}; figures in {out}")
+        return 0
     if args.no_timing:
         print(json.dumps(results, indent=1))
         return 0

@@ -13,8 +13,8 @@ Targets (issue 6): ORT <= 15 ms per shoe on 2 CPU cores; >= 100x faster than the
 file <= 30 % of FP32; the INT8 CD-L1 change is reported (meaningful for a trained run only). Issue 17:
 ORT FP32 <= 3 ms per shoe at batch 1 on 2 threads, INT8 <= 0.7x the FP32 time. Side by side in the same
 alternating rounds: the fast graph (``student.onnx``) and the small-table graph the INT8 file is quantised
-from, on ``--threads`` and on 1 thread, and a random-init student of the ``fast`` size
-(``STUDENT_PRESETS``, issue 17 item 6) on both; then ms per call by operator type in FP32 and INT8 (why INT8 is
+from, on ``--threads`` and on 1 thread, and a random-init student of each other named size
+(``STUDENT_PRESETS``: ``fast``, issue 17 item 6) on both; then ms per call by operator type in FP32 and INT8 (why INT8 is
 slower here) and the file the export recommends; last a handoff probe (``handoff_probe``: a MatMul
 chain with and without small single-threaded ops reading each MatMul's output, on 1 and ``--threads``
 threads) that shows what moving a parallel op's output between cores costs on this machine.
@@ -77,8 +77,8 @@ def teacher_seconds(data: Path, ids: list[str]) -> list[float]:
 def side_by_side(run: Path, rep: dict, out: Path, work: Path, threads: int, rounds: int, repeats: int) -> dict[str, float]:
     """ms per shoe (batch 1) in alternating rounds (median): the fast graph, the small-table graph and the fast
     graph with INT8 MatMul / Gemm only (the "INT8 only where it might win" option) on ``threads`` threads;
-    the fast graph and the INT8 file on 1 thread; a random-init student of the ``fast`` size (issue 17 item 6)
-    on ``threads`` and on 1 thread."""
+    the fast graph and the INT8 file on 1 thread; a random-init student of every named size but the default
+    (``STUDENT_PRESETS``, issue 17 item 6: "size NAME") on ``threads`` and on 1 thread."""
     from engine.export.mesh_student import quantize_int8
     from engine.export.onnx_tools import export_onnx, latency_ort, ort_session
     from engine.students.mesh_student import MeshStudent, StudentConfig
@@ -90,20 +90,22 @@ def side_by_side(run: Path, rep: dict, out: Path, work: Path, threads: int, roun
     x = torch.rand(1, 4, 4, s, s, generator=torch.Generator().manual_seed(0))
     small = export_onnx(student, x, work / "small.onnx", ("views",), ("vertices",), small_tables=True)
     gemm_int8 = quantize_int8(out / "student.onnx", work / "gemm.int8.onnx", op_types=("MatMul", "Gemm"))
-    torch.manual_seed(0)
-    lean = StudentConfig(**STUDENT_PRESETS["fast"])
-    x_lean = torch.rand(1, 4, 4, lean.image_size, lean.image_size, generator=torch.Generator().manual_seed(0))
-    lean_path = export_onnx(MeshStudent(lean), x_lean, work / "fast-size.onnx", ("views",), ("vertices",))
+    inputs = {"fast": x, "small": x, "int8 matmul/gemm only": x, "fast 1 thread": x, "int8 1 thread": x}
     sessions = {"fast": ort_session(out / "student.onnx", threads), "small": ort_session(small, threads),
                 "int8 matmul/gemm only": ort_session(gemm_int8, threads),
                 "fast 1 thread": ort_session(out / "student.onnx", 1),
-                "int8 1 thread": ort_session(out / "student.int8.onnx", 1),
-                "fast size": ort_session(lean_path, threads), "fast size 1 thread": ort_session(lean_path, 1)}
+                "int8 1 thread": ort_session(out / "student.int8.onnx", 1)}
+    for name in (n for n in STUDENT_PRESETS if n != "default"):
+        torch.manual_seed(0)
+        cfg = StudentConfig(**STUDENT_PRESETS[name])
+        xs = torch.rand(1, 4, 4, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+        path = export_onnx(MeshStudent(cfg), xs, work / f"size-{name}.onnx", ("views",), ("vertices",))
+        for key, t in ((f"size {name}", threads), (f"size {name} 1 thread", 1)):
+            sessions[key], inputs[key] = ort_session(path, t), xs
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for r in range(rounds):
         for name, sess in sessions.items():
-            times[name].append(latency_ort(sess, x_lean if name.startswith("fast size") else x,
-                                           warmup=3 if r == 0 else 1, repeats=repeats))
+            times[name].append(latency_ort(sess, inputs[name], warmup=3 if r == 0 else 1, repeats=repeats))
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
@@ -207,6 +209,7 @@ def main() -> int:
     fast, small, one, int8_one, gemm8 = (side[k] for k in ("fast", "small", "fast 1 thread", "int8 1 thread",
                                                            "int8 matmul/gemm only"))
     int8_ratio = lat["onnxruntime int8"] / ort_ms
+    sizes = [k[len("size "):] for k in side if k.startswith("size ") and not k.endswith(" 1 thread")]
     rows = [
         (f"ORT FP32 ms/shoe (batch 1, {args.threads} threads)", f"{ort_ms:.2f}", f"<= {TARGET_ORT_MS:g}",
          ort_ms <= TARGET_ORT_MS),
@@ -214,9 +217,9 @@ def main() -> int:
          ort_ms <= TARGET_FAST_MS),
         ("  side by side: fast graph / small-table graph ms", f"{fast:.2f} / {small:.2f} ({small / fast:.2f}x)", "", None),
         ("  fast graph on 1 thread ms (INT8 on 1 thread)", f"{one:.2f} ({int8_one:.2f})", "", None),
-        (f"  student size fast (random init), {args.threads} threads / 1 thread ms", f"{side['fast size']:.2f} / "
-         f"{side['fast size 1 thread']:.2f} ({side['fast size'] / fast:.2f}x / {side['fast size 1 thread'] / one:.2f}x)",
-         f"<= {TARGET_FAST_MS:g}", side["fast size"] <= TARGET_FAST_MS),
+        *[(f"  student size {n} (random init), {args.threads} threads / 1 thread ms", f"{side[f'size {n}']:.2f} / "
+           f"{side[f'size {n} 1 thread']:.2f} ({side[f'size {n}'] / fast:.2f}x / {side[f'size {n} 1 thread'] / one:.2f}x)",
+           f"<= {TARGET_FAST_MS:g}", side[f"size {n}"] <= TARGET_FAST_MS) for n in sizes],
         ("ORT INT8 ms/shoe", f"{lat['onnxruntime int8']:.2f}", "", None),
         ("ORT INT8 time / FP32 time", f"{int8_ratio:.2f}x", f"<= {TARGET_INT8_RATIO:g}x", int8_ratio <= TARGET_INT8_RATIO),
         ("  INT8 of MatMul/Gemm only (no ConvInteger) / FP32", f"{gemm8 / fast:.2f}x ({gemm8:.2f} ms)",
