@@ -66,7 +66,8 @@ RESUME_FREE_KEYS = ("epochs", "resume", "device", "threads")
 # named student sizes: StudentConfig fields a config's ``student`` starts from (``train --student NAME``, the
 # Train tab's size). ``fast`` is issue 17 item 6's: 2.1 ms per shoe in ONNX Runtime on 1 thread, 2.7 ms on 2
 # (the default: 4.5 / 4.9), 99k parameters; its val CD-L1 is 4-6 % lower than the default's with the
-# visual-hull teacher and 7-11 % higher with the learned occupancy teacher (distilled points; README, "Measured")
+# visual-hull teacher and 8 % higher with the learned occupancy teacher (distilled points, mean over two seeds
+# on two sets, -6 to +18 %: ``bench_distill.py --student fast``; README, "Measured")
 STUDENT_PRESETS = {
     "default": {},
     "fast": {"width": 8, "hidden": 32, "blocks": 2, "image_size": 80, "fine_hidden": 16, "fine_maps": 1},
