@@ -17,11 +17,11 @@ Two datasets, built under ``--work`` (reused between runs):
 Arms per dataset (same student, seed, split and epochs): ``baseline`` (GT alone), ``points`` (distilled
 from the learned occupancy teacher's cached points) and ``points+feat`` (plus the feature term,
 ``--lambda-feat``). A finished run is reused only if its checkpoint holds the same student. Printed: val
-CD-L1 / F@1 % of each arm and of the teacher (``evaluate_run``: each mesh normalised, longest side 1), arm / baseline ratios against the targets (teacher <= 0.75x, student <=
-0.85x on the sample and <= 0.70x on the few-scan set), the epoch at which each distilled arm first reaches
-the baseline's final val CD-L1 (target <= half the epochs), the student's parameters, its ONNX Runtime
-latency per shoe, the teacher's seconds per shoe (cache build) and its pre-training time (from the
-weights' record), and seconds per epoch with the teacher cached against today's visual-hull distillation
+CD-L1 / F@1 % of each arm and of the teacher (``evaluate_run``: each mesh normalised, longest side 1),
+arm / baseline ratios against the targets (teacher <= 0.75x, student <= 0.85x on the sample and <= 0.70x
+on the few-scan set), the epoch at which each distilled arm first reaches the baseline's final val CD-L1
+(target <= half the epochs), the student's parameters, its ONNX Runtime latency per shoe, the teacher's
+seconds per shoe (cache build) and its pre-training time (from the weights' record), and seconds per epoch with the teacher cached against today's visual-hull distillation
 (``--timing-epochs`` epochs of each, alternately; target <= 1.15x).
 
 Issue 17 item 6 (a smaller student without losing val CD-L1, +-3 %): ``--student NAME`` trains a named size
@@ -89,7 +89,9 @@ def same_student(saved: dict | None, wanted: dict | None) -> bool:
     """Whether two student configs name one architecture (defaults filled in); False for None."""
     from engine.students.mesh_student import StudentConfig
 
-    return saved is not None and StudentConfig.from_dict(saved).to_dict() == StudentConfig.from_dict(wanted or {}).to_dict()
+    if saved is None:
+        return False
+    return StudentConfig.from_dict(saved).to_dict() == StudentConfig.from_dict(wanted or {}).to_dict()
 
 
 def train(work: Path, run_id: str, cfg: dict) -> Path:
@@ -134,7 +136,8 @@ RUN_NAMES = {"baseline": "baseline", "points": "points", "points+feat": "feat"}
 
 
 def run_id(name: str, arm: str, student: str = "default", seed: int = 0) -> str:
-    """``<set>-<arm>`` for the default student and seed 0; ``-<size>`` for another size, ``-s<seed>`` for another seed."""
+    """``<set>-<arm>`` for the default student and seed 0; ``-<size>`` for another size, ``-s<seed>`` for
+    another seed."""
     return f"{name}-{RUN_NAMES[arm]}" + ("" if student == "default" else f"-{student}") + (f"-s{seed}" if seed else "")
 
 
@@ -186,10 +189,12 @@ def size_table(work: Path, results: dict, student: str) -> list[str]:
     for name, r in results.items():
         for arm, a in r["arms"].items():
             ref = default_cd_l1(work, name, arm, r["seed"]) if student != "default" else None
-            ratio = a["cd_l1"] / ref if ref else None
+            if ref:
+                ratio, bar = f"{a['cd_l1'] / ref:.3f}", "PASS" if a["cd_l1"] / ref <= 1.03 else "MISS"
+            else:
+                ratio, bar = "-", "-" if student == "default" else f"- (train the default: --arms {arm})"
             lines.append(f"| {name} | {arm} | {a['cd_l1']:.5f} | {a['f1']:.3f} | {f'{ref:.5f}' if ref else '-'} | "
-                         f"{f'{ratio:.3f}' if ratio else '-'} | "
-                         f"{('PASS' if ratio <= 1.03 else 'MISS') if ratio else '-' if student == 'default' else '- (train the default: --arms ' + arm + ')'} |")
+                         f"{ratio} | {bar} |")
     return lines
 
 

@@ -14,8 +14,8 @@ file <= 30 % of FP32; the INT8 CD-L1 change is reported (meaningful for a traine
 ORT FP32 <= 3 ms per shoe at batch 1 on 2 threads, INT8 <= 0.7x the FP32 time. Side by side in the same
 alternating rounds: the fast graph (``student.onnx``) and the small-table graph the INT8 file is quantised
 from, on ``--threads`` and on 1 thread, and a random-init student of each other named size
-(``STUDENT_PRESETS``: ``fast``, issue 17 item 6) on both; then ms per call by operator type in FP32 and INT8 (why INT8 is
-slower here) and the file the export recommends; last a handoff probe (``handoff_probe``: a MatMul
+(``STUDENT_PRESETS``: ``fast``, issue 17 item 6) on both; then ms per call by operator type in FP32 and INT8
+(why INT8 is slower here) and the file the export recommends; last a handoff probe (``handoff_probe``: a MatMul
 chain with and without small single-threaded ops reading each MatMul's output, on 1 and ``--threads``
 threads) that shows what moving a parallel op's output between cores costs on this machine.
 """

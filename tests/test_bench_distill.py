@@ -19,7 +19,8 @@ def test_a_run_is_reused_only_for_the_student_its_checkpoint_trained(tmp_path):
     checkpoint's ``student_config`` is what that run trained."""
     run = tmp_path / "runs" / "sample-points"
     fast = MeshStudent(StudentConfig(**STUDENT_PRESETS["fast"]))
-    save_checkpoint(run / "checkpoints" / "last.pt", fast, None, {"student": {}}, 50, 0.01, 50, {"train": [], "val": []})
+    split = {"train": [], "val": []}
+    save_checkpoint(run / "checkpoints" / "last.pt", fast, None, {"student": {}}, 50, 0.01, 50, split)
     saved = bench_distill.trained_student(run)
     assert bench_distill.same_student(saved, STUDENT_PRESETS["fast"])
     assert not bench_distill.same_student(saved, {})  # not the default student, whatever config.json says
@@ -27,7 +28,7 @@ def test_a_run_is_reused_only_for_the_student_its_checkpoint_trained(tmp_path):
     (run / "evaluation.json").write_text('{"summary": {"student": {"cd_l1": 0.0102}}}')
     assert bench_distill.default_cd_l1(tmp_path, "sample", "points") is None  # so no default figure from it
     default = MeshStudent(StudentConfig())
-    save_checkpoint(run / "checkpoints" / "last.pt", default, None, {"student": {}}, 50, 0.01, 50, {"train": [], "val": []})
+    save_checkpoint(run / "checkpoints" / "last.pt", default, None, {"student": {}}, 50, 0.01, 50, split)
     assert bench_distill.default_cd_l1(tmp_path, "sample", "points") == 0.0102
 
 
