@@ -77,21 +77,19 @@ def trained_student(run: Path) -> dict | None:
     """The student config a finished run trained (its ``last.pt``: a config.json may name only some
     fields, read with the defaults of its day), None without a checkpoint."""
     from engine.config import UserError
-    from engine.students.checkpoint import load_checkpoint
+    from engine.students.checkpoint import CKPT_DIR, load_checkpoint
 
     try:
-        return load_checkpoint(run / "checkpoints" / "last.pt")["student_config"]
+        return load_checkpoint(run / CKPT_DIR / "last.pt")["student_config"]
     except (UserError, OSError, KeyError):
         return None
 
 
 def same_student(saved: dict | None, wanted: dict | None) -> bool:
-    """Whether two student configs name one architecture (defaults filled in); False for None."""
-    from engine.students.mesh_student import StudentConfig
+    """Whether a run's saved student and a wanted one name one architecture; False for None."""
+    from engine.train.distill_config import full_student
 
-    if saved is None:
-        return False
-    return StudentConfig.from_dict(saved).to_dict() == StudentConfig.from_dict(wanted or {}).to_dict()
+    return saved is not None and full_student(saved) == full_student(wanted)
 
 
 def train(work: Path, run_id: str, cfg: dict) -> Path:

@@ -202,15 +202,22 @@ def validate_config(config: dict) -> dict:
     return cfg
 
 
+def full_student(fields: dict | None) -> dict:
+    """Every ``StudentConfig`` field of a (partial) student mapping, defaults filled in: two mappings name
+    one architecture exactly when these are equal. ``ValueError`` naming an unknown key."""
+    from engine.students.mesh_student import StudentConfig
+
+    return StudentConfig.from_dict(fields or {}).to_dict()
+
+
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
     """Keys (other than ``RESUME_FREE_KEYS``) whose values differ between a checkpoint and a config; a key
     an older checkpoint lacks counts as its default, and so does a student field (a field's default is the
     architecture from before it existed)."""
-    from engine.students.mesh_student import StudentConfig
 
     def value(d: dict, k: str):
         v = d.get(k, DEFAULTS.get(k))
-        return StudentConfig.from_dict(v).to_dict() if k == "student" and isinstance(v, dict) else v
+        return full_student(v) if k == "student" and isinstance(v, dict) else v
 
     keys = (set(saved) | set(cfg)) - set(RESUME_FREE_KEYS)
     return sorted(k for k in keys if value(saved, k) != value(cfg, k))
