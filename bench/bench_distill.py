@@ -28,7 +28,10 @@ Issue 17 item 6 (a smaller student without losing val CD-L1, +-3 %): ``--student
 (``STUDENT_PRESETS``) in runs of its own (``<set>-<arm>-<size>``), ``--arms`` a subset of the arms, ``--seed``
 another seed (``...-s<seed>``; the seed also draws the split, so compare sizes within a seed). Any of the three
 prints only the size's table: each arm's val CD-L1 beside the default student's run of the same set, arm and
-seed (when it exists: train it with the same ``--arms`` / ``--seed`` and no ``--student``) and their ratio.
+seed at the set's epochs (when it exists: train it with the same ``--arms`` / ``--seed`` and no ``--student``)
+and their ratio. ``--epochs-sample`` / ``--epochs-few`` other than the sets' 50 / 40 train runs of their own
+(``...-e<epochs>``); the table still compares with the default's run at the set's epochs (today's recipe)
+and shows the default's run at the same epochs beside it when there is one.
 """
 from __future__ import annotations
 
@@ -49,8 +52,8 @@ from engine import runs, storage  # noqa: E402
 from engine.cli.train import RunContext  # noqa: E402
 
 TARGETS = {"teacher": 0.75, "sample": 0.85, "fewscan": 0.70, "epoch_time": 1.15}
-SETS = {"sample": {"count": 101, "seed": 0, "gt": None, "val_fraction": 0.2},
-        "fewscan": {"count": 160, "seed": 11, "gt": 40, "val_fraction": 0.5}}
+SETS = {"sample": {"count": 101, "seed": 0, "gt": None, "val_fraction": 0.2, "epochs": 50},
+        "fewscan": {"count": 160, "seed": 11, "gt": 40, "val_fraction": 0.5, "epochs": 40}}
 
 
 def prepare(work: Path, name: str, vh: bool = False) -> tuple[Path, Path, Path, dict]:
@@ -133,10 +136,12 @@ ARMS = ("baseline", "points", "points+feat")
 RUN_NAMES = {"baseline": "baseline", "points": "points", "points+feat": "feat"}
 
 
-def run_id(name: str, arm: str, student: str = "default", seed: int = 0) -> str:
-    """``<set>-<arm>`` for the default student and seed 0; ``-<size>`` for another size, ``-s<seed>`` for
-    another seed."""
-    return f"{name}-{RUN_NAMES[arm]}" + ("" if student == "default" else f"-{student}") + (f"-s{seed}" if seed else "")
+def run_id(name: str, arm: str, student: str = "default", seed: int = 0, epochs: int | None = None) -> str:
+    """``<set>-<arm>`` for the default student, the set's epochs and seed 0; ``-<size>`` for another size,
+    ``-e<epochs>`` for other epochs, ``-s<seed>`` for another seed."""
+    other = epochs is not None and epochs != SETS[name]["epochs"]
+    return f"{name}-{RUN_NAMES[arm]}" + ("" if student == "default" else f"-{student}") + \
+        (f"-e{epochs}" if other else "") + (f"-s{seed}" if seed else "")
 
 
 def run_set(work: Path, name: str, epochs: int, lambda_feat: float, student: str = "default",
@@ -150,7 +155,7 @@ def run_set(work: Path, name: str, epochs: int, lambda_feat: float, student: str
             "student": student_preset(student)}
     extra = {"baseline": {"baseline": True}, "points": {"cache": str(occ)},
              "points+feat": {"cache": str(occ), "lambda_feat": lambda_feat}}
-    runs_ = {arm: train(work, run_id(name, arm, student, seed), {**base, **extra[arm]}) for arm in arms}
+    runs_ = {arm: train(work, run_id(name, arm, student, seed, epochs), {**base, **extra[arm]}) for arm in arms}
     out = {"timing": timing, "arms": {}, "epochs": epochs, "student": student, "seed": seed}
     base_run = runs_.get("baseline")
     for arm in (a for a in arms if a != "baseline"):
@@ -169,10 +174,11 @@ def run_set(work: Path, name: str, epochs: int, lambda_feat: float, student: str
     return out
 
 
-def default_cd_l1(work: Path, name: str, arm: str, seed: int = 0) -> float | None:
-    """The default student's val CD-L1 for ``arm`` on set ``name`` with ``seed`` (its finished run's
-    ``evaluation.json``, best checkpoint), None without one (or when that run trained another student)."""
-    run = work / "runs" / run_id(name, arm, seed=seed)
+def default_cd_l1(work: Path, name: str, arm: str, seed: int = 0, epochs: int | None = None) -> float | None:
+    """The default student's val CD-L1 for ``arm`` on set ``name`` with ``seed`` and ``epochs`` (default: the
+    set's; its finished run's ``evaluation.json``, best checkpoint), None without one (or when that run
+    trained another student)."""
+    run = work / "runs" / run_id(name, arm, seed=seed, epochs=epochs)
     if not same_student(trained_student(run), {}):
         return None
     ev = storage.read_json(run / "evaluation.json") or {}
@@ -180,10 +186,12 @@ def default_cd_l1(work: Path, name: str, arm: str, seed: int = 0) -> float | Non
 
 
 def size_table(work: Path, results: dict, student: str) -> list[str]:
-    """Lines of the table of a size's arms beside the default student's (same set, arm, seed and epochs):
-    val CD-L1 of both, their ratio and issue 17's bar (within +3 %)."""
-    lines = [f"| set | arm | val CD-L1, {student} | F@1 % | default student | {student} / default | within 3 % |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    """Lines of the table of a size's arms beside the default student's run of the same set, arm and seed
+    at the set's epochs (today's recipe): val CD-L1 of both, their ratio and issue 17's bar (within +3 %);
+    and, when the size trained other epochs and the default has a run of those too, the default's figure
+    there (the same recipe for both)."""
+    lines = [f"| set | arm | epochs | val CD-L1, {student} | F@1 % | default, the set's epochs | {student} / default | "
+             "within 3 % | default, same epochs |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         for arm, a in r["arms"].items():
             ref = default_cd_l1(work, name, arm, r["seed"]) if student != "default" else None
@@ -191,8 +199,11 @@ def size_table(work: Path, results: dict, student: str) -> list[str]:
                 ratio, bar = f"{a['cd_l1'] / ref:.3f}", "PASS" if a["cd_l1"] / ref <= 1.03 else "MISS"
             else:
                 ratio, bar = "-", "-" if student == "default" else f"- (train the default: --arms {arm})"
-            lines.append(f"| {name} | {arm} | {a['cd_l1']:.5f} | {a['f1']:.3f} | {f'{ref:.5f}' if ref else '-'} | "
-                         f"{ratio} | {bar} |")
+            same = default_cd_l1(work, name, arm, r["seed"], r["epochs"]) \
+                if student != "default" and r["epochs"] != SETS[name]["epochs"] else None
+            lines.append(f"| {name} | {arm} | {r['epochs']} (default {SETS[name]['epochs']}) | {a['cd_l1']:.5f} | "
+                         f"{a['f1']:.3f} | {f'{ref:.5f}' if ref else '-'} | {ratio} | {bar} | "
+                         f"{f'{same:.5f}' if same else '-'} |")
     return lines
 
 
@@ -212,8 +223,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "ds-bench-distill"))
     p.add_argument("--sets", default="sample,fewscan")
-    p.add_argument("--epochs-sample", type=int, default=50)
-    p.add_argument("--epochs-few", type=int, default=40)
+    p.add_argument("--epochs-sample", type=int, default=SETS["sample"]["epochs"], help="epochs on the sample "
+                   "(another than 50 trains runs of its own, <set>-<arm>[-<size>]-e<epochs>[-s<seed>])")
+    p.add_argument("--epochs-few", type=int, default=SETS["fewscan"]["epochs"], help="epochs on the few-scan set")
     p.add_argument("--lambda-feat", type=float, default=0.5)
     p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="4 epochs per arm (a smoke run, not the figures)")
