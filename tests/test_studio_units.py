@@ -271,3 +271,10 @@ def test_the_train_form_names_a_student_size_and_its_width_overrides_only_when_g
     assert make_config(studio, *args, 10, 0, 0.0, 0, "fast")["student"]["width"] == 10
     with pytest.raises(UserError, match="student size 'huge'"):
         make_config(studio, *args, 0, 0, 0.0, 0, "huge")
+
+
+def test_picking_the_fast_size_gives_it_twice_the_epochs_unless_the_user_typed_some():
+    from studio.tabs.train3d import epochs_for_size
+
+    assert epochs_for_size("fast", 50) == 100 and epochs_for_size("default", 100) == 50
+    assert epochs_for_size("fast", 30) == 30 and epochs_for_size("fast", None) == 100

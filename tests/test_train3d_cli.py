@@ -215,3 +215,18 @@ def test_cli_student_size_fast_is_stored_with_the_run_and_the_config_files_field
     assert json.loads((only_run(out) / "config.json").read_text())["student"] == student
     with pytest.raises(SystemExit):
         run_cli(["train", "--student", "huge"])
+
+
+def test_cli_student_size_fast_trains_twice_the_epochs_unless_told_otherwise(tmp_path):
+    from engine.cli import build_parser
+    from engine.cli.train import _config_from_args
+
+    def config(*flags, file=None):
+        args = build_parser().parse_args(["train", "--data", str(tmp_path), *flags]
+                                         + (["--config", str(_write(tmp_path / "c.json", file))] if file else []))
+        return _config_from_args(args)
+
+    assert config("--student", "fast")["epochs"] == 100 and "epochs" not in config()  # the default: 50 (DEFAULTS)
+    assert config("--student", "fast", "--epochs", "7")["epochs"] == 7
+    assert config("--student", "fast", file={"epochs": 9})["epochs"] == 9
+    assert config("--student", "default")["epochs"] == 50
