@@ -224,7 +224,7 @@ def main() -> int:
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "ds-bench-distill"))
     p.add_argument("--sets", default="sample,fewscan")
     p.add_argument("--epochs-sample", type=int, default=SETS["sample"]["epochs"], help="epochs on the sample "
-                   "(another than 50 trains runs of its own, <set>-<arm>[-<size>]-e<epochs>[-s<seed>])")
+                   "(other than the set's own train runs of their own, <set>-<arm>[-<size>]-e<epochs>[-s<seed>])")
     p.add_argument("--epochs-few", type=int, default=SETS["fewscan"]["epochs"], help="epochs on the few-scan set")
     p.add_argument("--lambda-feat", type=float, default=0.5)
     p.add_argument("--timing-epochs", type=int, default=3)

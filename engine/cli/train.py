@@ -145,14 +145,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from engine.train.distill_config import STUDENT_PRESETS
+    from engine.train.distill_config import STUDENT_PRESETS, size_epochs
     from engine.train.schedules import SCHEDULE_NAMES
 
     p = sub.add_parser("train", help="train the 3D mesh student by distillation (or a GT-only baseline)")
     p.add_argument("--data", default=None, help="dataset folder (input_images/, OBJs/)")
     p.add_argument("--cache", default=None, help="teacher cache folder (see 'cache build')")
     p.add_argument("--config", default=None, help="JSON file with training config keys; flags override it")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default 50; 100 for --student fast)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the student size's, "
+                   + ", ".join(f"{n} {size_epochs(n)}" for n in STUDENT_PRESETS) + ")")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
     p.add_argument("--batch-size", type=int, default=None, help="shoes per step and process (default 4)")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
